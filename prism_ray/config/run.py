@@ -1,0 +1,100 @@
+"""The root of the schema: one run = models + roles + an ordered list of phases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, TypeAdapter, model_validator
+
+from prism_ray.config.phases import ACCEPTED_DATA, Phase
+from prism_ray.config.schema import (
+    DiscriminatorConfig,
+    Frozen,
+    LearnerConfig,
+    ModelsConfig,
+    RolloutConfig,
+    VerifierConfig,
+)
+
+# The embedded default pipeline, written sparsely (only what differs from each phase's
+# published defaults). It is the first layer of every merge, so a recipe that does not
+# list phases inherits it and command-line overrides can address its phases by name.
+DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
+    {"kind": "sft", "epochs": 1, "batch_size": 16, "max_seq_tokens": 512},
+    {"kind": "disc_warmup", "max_steps": 60, "batch_size": 16},
+    {"kind": "align", "steps": 16, "prompts_per_step": 4, "samples_per_prompt": 8,
+     "max_response_tokens": 160, "optimizer": {"lr": 1e-5}, "disc_optimizer": {"lr": 1e-5}},
+    {"kind": "rlvr", "steps": 16, "prompts_per_step": 8, "samples_per_prompt": 8,
+     "max_response_tokens": 160, "optimizer": {"lr": 1e-5}},
+    {"kind": "eval", "max_prompts": 128},
+)
+
+
+class ClusterConfig(Frozen):
+    address: str | None = Field(
+        None, description="None: start a local Ray cluster; 'auto' or ray://host:port: join one"
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster")
+    num_gpus: int | None = Field(None, ge=0, description="GPUs of the local cluster")
+    placement_timeout_s: float = Field(120.0, gt=0)
+    env_vars: dict[str, str] = Field(default_factory=dict, description="set in every actor")
+
+
+class TrackingConfig(Frozen):
+    enabled: bool = True
+    tracking_uri: str | None = Field(
+        None, description="None: $MLFLOW_TRACKING_URI, else sqlite in the run directory"
+    )
+    experiment: str = "prism-ray"
+    run_name: str | None = None
+
+
+class CheckpointConfig(Frozen):
+    every_steps: int = Field(0, ge=0, description="0: only at phase ends")
+    keep_last: int = Field(2, ge=1)
+    export_hf: bool = True
+
+
+class RunConfig(Frozen):
+    name: str = Field("prism-tiny", pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = 0
+    output_dir: str = Field("runs/{name}", description="'{name}' is replaced by the run name")
+    models: ModelsConfig = ModelsConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    policy: LearnerConfig = LearnerConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    verifier: VerifierConfig = VerifierConfig()
+    phases: tuple[Phase, ...] = Field(
+        default_factory=lambda: TypeAdapter(tuple[Phase, ...]).validate_python(DEFAULT_PHASES),
+        min_length=1,
+    )
+    cluster: ClusterConfig = ClusterConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @model_validator(mode="after")
+    def _phases_consistent(self) -> RunConfig:
+        names = [p.name for p in self.phases]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"phase names must be unique; repeated: {duplicates}")
+        for phase in self.phases:
+            accepted = ACCEPTED_DATA[phase.kind]
+            for source in phase.data:
+                if not isinstance(source, accepted):
+                    kinds = [a.model_fields["kind"].default for a in accepted]
+                    raise ValueError(
+                        f"phase {phase.name!r} ({phase.kind}) cannot read data kind "
+                        f"{source.kind!r}; accepted: {kinds}"
+                    )
+        return self
+
+    @property
+    def run_dir(self) -> str:
+        return self.output_dir.replace("{name}", self.name)
+
+    def phase(self, name: str):
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise KeyError(f"no phase named {name!r}; phases: {[p.name for p in self.phases]}")

@@ -1,0 +1,232 @@
+"""The one configuration schema of prism-ray. Defaults here are the embedded default run
+(tiny model, synthetic data, the whole PRISM pipeline on CPU); recipes are sparse overlays.
+
+Published hyperparameters (PRISM_SPEC §3–5) are the defaults of each phase; the embedded
+default shrinks only steps, batch sizes and lengths.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+
+class Frozen(BaseModel):
+    """Every config node: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+def tagged_union(field: str, default: str | None, *models: type[BaseModel]) -> Any:
+    """A union discriminated by ``field``; a node that omits it gets ``default``.
+
+    (So ``algorithm: {clip_high: 0.3}`` means GRPO with a wider clip, not an error.)
+    """
+
+    def tag_of(value: Any) -> str | None:
+        if isinstance(value, dict):
+            return value.get(field, default)
+        return getattr(value, field, default)
+
+    members = tuple(Annotated[m, Tag(m.model_fields[field].default)] for m in models)
+    return Annotated[Union[members], Discriminator(tag_of)]  # noqa: UP007
+
+
+# ───────────────────────────── enums ─────────────────────────────
+
+
+class RolloutBackend(str, Enum):
+    hf = "hf"
+    vllm = "vllm"
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
+class LossAggregation(str, Enum):
+    token_mean = "token_mean"
+    seq_mean_token_mean = "seq_mean_token_mean"
+    seq_mean_token_sum = "seq_mean_token_sum"
+
+
+class OnBadRow(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+class SyntheticSize(str, Enum):
+    tiny = "tiny"
+    small = "small"
+    full = "full"
+
+
+# ───────────────────────────── models ─────────────────────────────
+
+
+class TinyModel(Frozen):
+    """A Qwen3-VL-architecture model built in code with random weights (no download)."""
+
+    kind: Literal["tiny"] = "tiny"
+    preset: Literal["policy", "discriminator"] = "policy"
+    seed: int = 0
+
+
+class PretrainedModel(Frozen):
+    """A local HF checkpoint directory or a hub id (resolved on the user's cluster)."""
+
+    kind: Literal["pretrained"] = "pretrained"
+    path: str = Field(min_length=1)
+    trust_remote_code: bool = False
+    dtype: Dtype = Dtype.bfloat16
+
+
+ModelSource = tagged_union("kind", "tiny", TinyModel, PretrainedModel)
+
+
+class ModelsConfig(Frozen):
+    policy: ModelSource = TinyModel(preset="policy")
+    discriminator: ModelSource = TinyModel(preset="discriminator")
+
+
+# ───────────────────────────── data ─────────────────────────────
+
+
+class SyntheticData(Frozen):
+    """The embedded synthetic visual-reasoning task, synthesized into the run directory."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    size: SyntheticSize = SyntheticSize.small
+    seed: int = 0
+    image_size: int = Field(64, ge=16, le=1024)
+
+
+class ShareGPTData(Frozen):
+    """LLaMA-Factory sharegpt-multimodal JSON/JSONL (SFT demonstrations)."""
+
+    kind: Literal["sharegpt"] = "sharegpt"
+    paths: tuple[str, ...] = Field(min_length=1)
+    on_bad_row: OnBadRow = OnBadRow.error
+
+
+class RLParquetData(Frozen):
+    """RL parquet (alignment prompts with teacher columns, RLVR prompts, eval split)."""
+
+    kind: Literal["rl_parquet"] = "rl_parquet"
+    paths: tuple[str, ...] = Field(min_length=1)
+    on_bad_row: OnBadRow = OnBadRow.error
+
+
+class WarmupJsonlData(Frozen):
+    """Discriminator warm-up pairs, JSONL."""
+
+    kind: Literal["warmup_jsonl"] = "warmup_jsonl"
+    paths: tuple[str, ...] = Field(min_length=1)
+    on_bad_row: OnBadRow = OnBadRow.error
+
+
+DataSource = tagged_union(
+    "kind", "synthetic", SyntheticData, ShareGPTData, RLParquetData, WarmupJsonlData
+)
+
+
+# ───────────────────────────── roles ─────────────────────────────
+
+
+class Resources(Frozen):
+    """Ray resources of ONE actor of a role."""
+
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    memory_gb: float | None = Field(None, gt=0)
+
+
+class SamplingConfig(Frozen):
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 disables top-k (the RL setting)")
+    max_new_tokens: int = Field(160, ge=1)
+
+
+class VllmOptions(Frozen):
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool = False
+    enable_sleep_mode: bool = False
+    max_model_len: int | None = Field(None, ge=1)
+
+
+class RolloutConfig(Frozen):
+    backend: RolloutBackend = RolloutBackend.hf
+    num_workers: int = Field(1, ge=1)
+    resources: Resources = Resources(num_cpus=0.5)
+    sampling: SamplingConfig = SamplingConfig()
+    vllm: VllmOptions = VllmOptions()
+
+
+class OptimizerConfig(Frozen):
+    lr: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    schedule: Schedule = Schedule.constant
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    warmup_steps: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> OptimizerConfig:
+        if self.warmup_ratio and self.warmup_steps:
+            raise ValueError("set warmup_ratio or warmup_steps, not both")
+        return self
+
+
+class LearnerConfig(Frozen):
+    """A DeepSpeed ZeRO learner group (policy or discriminator)."""
+
+    num_ranks: int = Field(1, ge=1)
+    resources: Resources = Resources(num_cpus=0.5)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    dtype: Dtype = Dtype.float32
+    micro_batch_tokens: int = Field(4096, ge=64, description="token budget of one micro-batch")
+    gradient_checkpointing: bool = False
+    offload_optimizer: bool = False
+
+
+class DiscriminatorConfig(Frozen):
+    """Sparse-upcycled MoE discriminator with a scalar value head (PRISM_SPEC §3)."""
+
+    num_experts: int = Field(4, ge=1)
+    top_k: int = Field(2, ge=1)
+    norm_topk_prob: bool = True
+    expert_noise_std: float = Field(0.01, ge=0)
+    router_init_std: float = Field(0.02, gt=0)
+    head_dropout: float = Field(0.1, ge=0, lt=1)
+    head_init_std: float = Field(0.02, gt=0)
+    score_clip: float = Field(10.0, gt=0)
+    terminator: str = "<|im_end|>"
+    learner: LearnerConfig = LearnerConfig()
+
+    @model_validator(mode="after")
+    def _topk_le_experts(self) -> DiscriminatorConfig:
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) > num_experts ({self.num_experts})")
+        return self
+
+
+class VerifierConfig(Frozen):
+    num_workers: int = Field(1, ge=1)
+    resources: Resources = Resources(num_cpus=0.25)
+    timeout_s: float = Field(5.0, gt=0)
+    batch_size: int = Field(64, ge=1)
+    math_verify: bool = True
