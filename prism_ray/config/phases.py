@@ -227,6 +227,7 @@ class EvalPhase(PhaseBase):
     name: str = "eval"
     data: tuple[DataSource, ...] = (SyntheticData(),)
     max_prompts: int | None = Field(None, ge=1)
+    max_response_tokens: int = Field(8192, ge=1)
     sampling: SamplingConfig = SamplingConfig(temperature=0.0)
 
 

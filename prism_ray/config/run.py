@@ -26,7 +26,7 @@ DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
      "max_response_tokens": 160, "optimizer": {"lr": 1e-5}, "disc_optimizer": {"lr": 1e-5}},
     {"kind": "rlvr", "steps": 16, "prompts_per_step": 8, "samples_per_prompt": 8,
      "max_response_tokens": 160, "optimizer": {"lr": 1e-5}},
-    {"kind": "eval", "max_prompts": 128},
+    {"kind": "eval", "max_prompts": 128, "max_response_tokens": 160},
 )
 
 

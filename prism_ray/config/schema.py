@@ -155,7 +155,6 @@ class SamplingConfig(Frozen):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0, description="0 disables top-k (the RL setting)")
-    max_new_tokens: int = Field(160, ge=1)
 
 
 class VllmOptions(Frozen):

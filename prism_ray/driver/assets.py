@@ -1,0 +1,97 @@
+"""What a run needs before its first phase: datasets and model checkpoints on disk.
+
+Synthetic datasets and tiny models are built as Ray tasks, in parallel, into the run
+directory; a build whose manifest already matches is reused, so re-running a recipe (or
+resuming it) does not redo them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prism_ray.config.run import RunConfig
+from prism_ray.config.schema import PretrainedModel, SyntheticData, TinyModel
+
+
+@dataclass(frozen=True)
+class RunAssets:
+    policy: str
+    discriminator: str
+    synthetic: dict[SyntheticData, Path] = field(default_factory=dict)
+
+    def dataset_dir(self, source: SyntheticData) -> Path:
+        return self.synthetic[source]
+
+
+def synthetic_sources(config: RunConfig) -> list[SyntheticData]:
+    seen: dict[SyntheticData, None] = {}
+    for phase in config.phases:
+        if phase.enabled:
+            for source in phase.data:
+                if isinstance(source, SyntheticData):
+                    seen.setdefault(source)
+    return list(seen)
+
+
+def synthetic_dir(run_dir: Path, source: SyntheticData) -> Path:
+    return run_dir / "data" / f"synthetic-{source.size.value}-s{source.seed}-px{source.image_size}"
+
+
+def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
+    """Build missing datasets and tiny models as parallel Ray tasks; return their paths."""
+    import ray
+
+    synthesize = ray.remote(num_cpus=1)(_synthesize_task)
+    tiny_models = ray.remote(num_cpus=1)(_tiny_models_task)
+    pending = {}
+    datasets = {}
+    for source in synthetic_sources(config):
+        out = synthetic_dir(run_dir, source)
+        datasets[source] = out
+        if not _manifest_matches(out / "manifest.json", seed=source.seed, size=source.size.value):
+            pending[f"dataset {out.name}"] = synthesize.remote(str(out), source.seed,
+                                                               source.size.value, source.image_size)
+    policy, disc = config.models.policy, config.models.discriminator
+    models_dir = run_dir / "models"
+    if isinstance(policy, TinyModel) or isinstance(disc, TinyModel):
+        seed = policy.seed if isinstance(policy, TinyModel) else disc.seed
+        if not _manifest_matches(models_dir / "policy" / "prism_tiny.json", seed=seed):
+            pending["tiny models"] = tiny_models.remote(str(models_dir), seed)
+    for label in pending:
+        print(f"[prepare] building {label} ...", flush=True)
+    for label, ref in pending.items():
+        print(f"[prepare] {label}: {ray.get(ref)}", flush=True)
+    return RunAssets(
+        policy=_model_path(policy, models_dir / "policy"),
+        discriminator=_model_path(disc, models_dir / "discriminator"),
+        synthetic=datasets,
+    )
+
+
+def _model_path(source: TinyModel | PretrainedModel, tiny_dir: Path) -> str:
+    return str(tiny_dir) if isinstance(source, TinyModel) else source.path
+
+
+def _manifest_matches(path: Path, **expected) -> bool:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(manifest.get(k) == v for k, v in expected.items())
+
+
+def _synthesize_task(out: str, seed: int, size: str, image_size: int) -> str:
+    from prism_ray.data.synthetic import synthesize
+
+    manifest = synthesize(out, seed=seed, size=size, image_size=image_size, overwrite=True)
+    return ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
+
+
+def _tiny_models_task(out: str, seed: int) -> str:
+    from prism_ray.models.tiny import create_tiny_pair
+
+    policy, disc = create_tiny_pair(out, seed=seed)
+    sizes = [json.loads((p / "prism_tiny.json").read_text())["parameters"] for p in (policy, disc)]
+    return f"policy {sizes[0]:,} params, discriminator backbone {sizes[1]:,} params"

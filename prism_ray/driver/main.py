@@ -1,0 +1,65 @@
+"""The driver storyboard: resolve → connect → prepare → run phases in order → report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prism_ray.config import RunConfig, dump_config
+from prism_ray.driver.assets import RunAssets, prepare_assets
+from prism_ray.driver.cluster import start_ray, stop_ray
+
+# Phase kinds this version can execute, filled in as the phases land.
+PHASE_RUNNERS: dict[str, object] = {}
+
+
+def run(config: RunConfig) -> RunAssets:
+    started = time.time()
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_config(config))
+    print(f"[run] {config.name} → {run_dir} (resolved config: {run_dir / 'config.yaml'})")
+
+    resources = start_ray(config.cluster)
+    print(f"[run] Ray cluster: {_describe(resources)}")
+    try:
+        assets = prepare_assets(config, run_dir)
+        print(f"[run] policy: {assets.policy}\n[run] discriminator backbone: {assets.discriminator}")
+        print(plan_table(config))
+        missing = [p.name for p in config.phases if p.enabled and p.kind not in PHASE_RUNNERS]
+        if missing:
+            print(f"[run] not executed by this version: {', '.join(missing)}")
+    finally:
+        stop_ray()
+    print(f"[run] done in {time.time() - started:.1f}s")
+    return assets
+
+
+def plan_table(config: RunConfig) -> str:
+    rows = [("#", "phase", "kind", "length", "data")]
+    for i, phase in enumerate(config.phases):
+        rows.append((str(i), phase.name + ("" if phase.enabled else " (skipped)"), phase.kind,
+                     _length(phase), ", ".join(s.kind for s in phase.data)))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _length(phase) -> str:
+    if phase.kind in ("align", "rlvr"):
+        return f"{phase.steps} steps × {phase.prompts_per_step}×{phase.samples_per_prompt}"
+    if phase.kind in ("sft", "disc_warmup"):
+        cap = f" (≤{phase.max_steps} steps)" if phase.max_steps else ""
+        return f"{phase.epochs} epoch(s){cap}"
+    return f"{phase.max_prompts or 'all'} prompts"
+
+
+def _describe(resources: dict) -> str:
+    keys = ("CPU", "GPU", "memory")
+    parts = []
+    for key in keys:
+        if key in resources:
+            value = resources[key]
+            parts.append(f"{value / 2**30:.1f} GiB memory" if key == "memory" else f"{value:g} {key}")
+    return ", ".join(parts)

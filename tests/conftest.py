@@ -1,0 +1,31 @@
+"""Shared fixtures. Heavy ones (checkpoints, Ray) are session-scoped: this suite runs on
+two CPU cores and every torch-importing process costs seconds and ~300 MB."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never leave loopback and never need Ray's token auth.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TOKENIZER_TEXTS = 400  # enough for a useful BPE on the synthetic task, fast to train
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory):
+    """The embedded default checkpoints (policy + discriminator backbone), built once."""
+    from prism_ray.models.tiny import PRESETS, create_tiny_checkpoint, default_corpus
+    from prism_ray.models.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny")
+    tokenizer = train_tokenizer(default_corpus(seed=0, n=TOKENIZER_TEXTS),
+                                vocab_size=PRESETS["policy"].vocab_size)
+    policy = create_tiny_checkpoint(out / "policy", "policy", seed=0, tokenizer=tokenizer)
+    disc = create_tiny_checkpoint(out / "discriminator", "discriminator", seed=1,
+                                  tokenizer=tokenizer)
+    return policy, disc
