@@ -1,0 +1,294 @@
+"""The embedded synthetic multimodal reasoning task, written in every format of PRISM_SPEC §7.
+
+Scenes of coloured shapes (some with digits) on a 3x3 grid; questions that need perception and a
+short chain of reasoning; a programmatic black-box teacher; a lower-fidelity public source;
+student segments for the discriminator warm-up. Everything is derived from `random.Random`
+streams seeded by (seed, product, purpose), so a seed and a size fix every byte written, and
+changing one product's noise never reshuffles another product's scenes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from prism_ray.config.schema import SyntheticSize
+from prism_ray.data.errors import DataError
+from prism_ray.data.questions import Question, sample_question
+from prism_ray.data.responses import (
+    PUBLIC,
+    Fidelity,
+    public_response,
+    split_segments,
+    student_segments,
+    teacher_response,
+)
+from prism_ray.data.scenes import Scene, render_png, sample_scene
+from prism_ray.data.writers import (
+    ALIGN_SCHEMA,
+    RL_SCHEMA,
+    rl_row,
+    sharegpt_row,
+    write_json,
+    write_jsonl,
+    write_parquet,
+)
+from prism_ray.prompting import SYSTEM_PROMPT
+
+FORMAT_VERSION = 1
+DATA_SOURCE = "prism_synthetic_shapes"
+ABILITY = "visual_reasoning"
+Progress = Callable[[str], None]
+
+
+DatasetSize = SyntheticSize  # one enum for config and synthesis
+
+
+@dataclass(frozen=True)
+class ProductCounts:
+    sft_teacher: int
+    sft_public: int
+    warmup: int
+    align: int
+    rlvr: int
+    eval: int
+
+
+COUNTS: dict[DatasetSize, ProductCounts] = {
+    DatasetSize.tiny: ProductCounts(24, 24, 16, 12, 12, 16),
+    DatasetSize.small: ProductCounts(2000, 3000, 1024, 256, 384, 128),
+    DatasetSize.full: ProductCounts(20000, 30000, 10240, 2560, 3840, 1280),
+}
+PRODUCT_FILES = {
+    "sft_teacher": "sft/teacher.json",
+    "sft_public": "sft/public.json",
+    "warmup": "warmup/pairs.jsonl",
+    "align": "align/train.parquet",
+    "rlvr": "rlvr/train.parquet",
+    "eval": "eval/test.parquet",
+}
+# What synthesize owns inside an output directory (and removes on overwrite); nothing else.
+_OWNED = ("sft", "warmup", "align", "rlvr", "eval", "manifest.json")
+
+
+@dataclass(frozen=True)
+class Example:
+    scene: Scene
+    question: Question
+
+
+def _rng(seed: int, product: str, purpose: str) -> random.Random:
+    # String seeds are hashed with SHA-512 by `random`: stable across processes and platforms.
+    return random.Random(f"prism-ray/synthetic/{seed}/{product}/{purpose}")
+
+
+def sample_examples(
+    seed: int, product: str, count: int, held_out: frozenset[Scene] = frozenset()
+) -> list[Example]:
+    """`count` (scene, question) examples of one product, never reusing a held-out scene."""
+    rng = _rng(seed, product, "scenes")
+    examples: list[Example] = []
+    while len(examples) < count:
+        scene = sample_scene(rng)
+        if scene not in held_out:
+            examples.append(Example(scene, sample_question(scene, rng)))
+    return examples
+
+
+def corpus_texts(seed: int, n: int) -> Iterator[str]:
+    """Exactly `n` texts for tokenizer training: the system prompt, then questions, teacher and
+    public responses of fresh scenes (no images are rendered)."""
+    return itertools.islice(_corpus_stream(seed), n)
+
+
+def _corpus_stream(seed: int) -> Iterator[str]:
+    yield SYSTEM_PROMPT
+    noise = _rng(seed, "corpus", "public")
+    for example in _endless_examples(_rng(seed, "corpus", "scenes")):
+        yield example.question.text
+        yield teacher_response(example.scene, example.question)
+        yield public_response(example.scene, example.question, noise)
+
+
+def _endless_examples(rng: random.Random) -> Iterator[Example]:
+    while True:
+        scene = sample_scene(rng)
+        yield Example(scene, sample_question(scene, rng))
+
+
+def synthesize(
+    out_dir: str | Path,
+    seed: int = 0,
+    size: DatasetSize | str = DatasetSize.tiny,
+    image_size: int = 64,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+    public_wrong_rate: float = PUBLIC.wrong_answer,
+) -> dict[str, Any]:
+    """Write every product of PRISM_SPEC §7 under `out_dir` and return the manifest.
+
+    Refuses (DataError) a directory holding anything else unless `overwrite`, which then removes
+    only the products this function writes. Rewriting the same dataset is allowed (same bytes).
+    """
+    size = DatasetSize(size)
+    counts = COUNTS[size]
+    root = Path(out_dir)
+    manifest = _manifest(seed, size, image_size, counts, public_wrong_rate)
+    _prepare_output(root, manifest, overwrite)
+    report = progress or (lambda _message: None)
+
+    evaluation = sample_examples(seed, "eval", counts.eval)
+    held_out = frozenset(example.scene for example in evaluation)
+
+    def train(product: str, count: int) -> list[Example]:
+        return sample_examples(seed, product, count, held_out)
+
+    public = replace(PUBLIC, wrong_answer=public_wrong_rate)
+    _write_sft(
+        root, "teacher", train("sft_teacher", counts.sft_teacher), seed, image_size, None, report
+    )
+    _write_sft(
+        root, "public", train("sft_public", counts.sft_public), seed, image_size, public, report
+    )
+    _write_warmup(root, train("warmup", counts.warmup), seed, image_size, report)
+    _write_rl(root, "align", train("align", counts.align), "train", image_size, report)
+    _write_rl(root, "rlvr", train("rlvr", counts.rlvr), "train", image_size, report)
+    _write_rl(root, "eval", evaluation, "test", image_size, report)
+    write_json(root / "manifest.json", manifest)
+    return manifest
+
+
+def _manifest(
+    seed: int, size: DatasetSize, image_size: int, counts: ProductCounts, public_wrong_rate: float
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "data_source": DATA_SOURCE,
+        "seed": seed,
+        "size": size.value,
+        "image_size": image_size,
+        "public_wrong_answer_rate": public_wrong_rate,
+        "counts": {PRODUCT_FILES[name]: getattr(counts, name) for name in PRODUCT_FILES},
+    }
+
+
+def _prepare_output(root: Path, manifest: dict[str, Any], overwrite: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise DataError(root, "output path exists and is not a directory")
+    if not root.exists() or not any(root.iterdir()):
+        root.mkdir(parents=True, exist_ok=True)
+        return
+    if _read_manifest(root) == manifest:
+        return
+    if not overwrite:
+        raise DataError(
+            root,
+            "directory is not empty and does not hold this dataset (seed, size, image_size or "
+            "format differ, or it holds other files); pass overwrite=True to replace it",
+        )
+    for name in _OWNED:
+        target = root / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _ticker(report: Progress, label: str, total: int) -> Callable[[int], None]:
+    every = max(1, total // 4)
+
+    def tick(done: int) -> None:
+        if done % every == 0 or done == total:
+            report(f"synthesize {label}: {done}/{total}")
+
+    return tick
+
+
+def _write_sft(
+    root: Path,
+    name: str,
+    examples: list[Example],
+    seed: int,
+    image_size: int,
+    degraded: Fidelity | None,
+    report: Progress,
+) -> None:
+    """sft/<name>.json with images under sft/images/; `degraded` = Fidelity, None for the teacher."""
+    directory, noise = root / "sft", _rng(seed, f"sft_{name}", "responses")
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    tick, rows = _ticker(report, f"sft/{name}.json", len(examples)), []
+    for index, (scene, question) in enumerate((e.scene, e.question) for e in examples):
+        image = f"images/{name}_{index:05d}.png"
+        (directory / image).write_bytes(render_png(scene, image_size))
+        if degraded is None:
+            response = teacher_response(scene, question)
+        else:
+            response = public_response(scene, question, noise, degraded)
+        rows.append(sharegpt_row(question.text, response, [image]))
+        tick(index + 1)
+    write_json(directory / f"{name}.json", rows)
+
+
+def _write_warmup(
+    root: Path, examples: list[Example], seed: int, image_size: int, report: Progress
+) -> None:
+    directory, noise = root / "warmup", _rng(seed, "warmup", "student")
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    tick, rows = _ticker(report, "warmup/pairs.jsonl", len(examples)), []
+    for index, example in enumerate(examples):
+        image = f"images/{index:05d}.png"
+        (directory / image).write_bytes(render_png(example.scene, image_size))
+        teacher_caption, teacher_cot = split_segments(
+            teacher_response(example.scene, example.question)
+        )
+        student_caption, student_cot = student_segments(example.scene, example.question, noise)
+        rows.append(
+            {
+                "prompt": example.question.text,
+                "image": image,
+                "teacher_caption": teacher_caption,
+                "student_caption": student_caption,
+                "teacher_cot": teacher_cot,
+                "student_cot": student_cot,
+            }
+        )
+        tick(index + 1)
+    write_jsonl(directory / "pairs.jsonl", rows)
+
+
+def _write_rl(
+    root: Path, product: str, examples: list[Example], split: str, image_size: int, report: Progress
+) -> None:
+    """align/train.parquet (with teacher segments), rlvr/train.parquet or eval/test.parquet."""
+    relative = PRODUCT_FILES[product]
+    tick, rows = _ticker(report, relative, len(examples)), []
+    for index, (scene, question) in enumerate((e.scene, e.question) for e in examples):
+        row = rl_row(
+            data_source=DATA_SOURCE,
+            question=question.text,
+            image_png=render_png(scene, image_size),
+            ground_truth=question.answer,
+            equivalent_answers=list(question.equivalent_answers),
+            extra_info={"split": split, "index": index, "question_type": question.kind.value},
+            ability=ABILITY,
+        )
+        if product == "align":
+            row["teacher_caption"], row["teacher_cot"] = split_segments(
+                teacher_response(scene, question)
+            )
+        rows.append(row)
+        tick(index + 1)
+    write_parquet(root / relative, rows, ALIGN_SCHEMA if product == "align" else RL_SCHEMA)
