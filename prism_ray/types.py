@@ -47,3 +47,40 @@ class WarmupPair:
     student_caption: str
     teacher_cot: str
     student_cot: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """What a rollout engine needs to sample; top_k=0 means no top-k truncation."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_tokens: int = 256
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One sampled response to one prompt, as the rollout engine produced it."""
+
+    prompt_uid: str
+    sample_index: int
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]  # the engine's log-prob of each sampled token
+    finish_reason: str  # "stop" (end-of-turn token sampled) or "length"
+    weight_version: int
+
+
+@dataclass(frozen=True)
+class PolicySample:
+    """One sequence for the policy learner. The learner re-encodes the prompt with its own
+    processor (the canonical pass), appends ``response_ids`` and learns on those tokens."""
+
+    question: str
+    images: tuple[bytes, ...]
+    response_ids: tuple[int, ...]
+    advantage: float = 0.0
+    rollout_logprobs: tuple[float, ...] | None = None

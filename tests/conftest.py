@@ -29,3 +29,18 @@ def tiny_pair(tmp_path_factory):
     disc = create_tiny_checkpoint(out / "discriminator", "discriminator", seed=1,
                                   tokenizer=tokenizer)
     return policy, disc
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster on loopback for the whole session (starting one costs ~6 s and
+    ~0.7 GB). Logical CPUs exceed the two physical cores so a few actors fit side by side."""
+    import ray
+
+    # Workers import actor classes defined in test modules by module name: give them tests/.
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path}})
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,1 @@
+"""Weight sync learner → rollout workers: bucketed, versioned, over a broadcast group."""
