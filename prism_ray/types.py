@@ -84,3 +84,12 @@ class PolicySample:
     response_ids: tuple[int, ...]
     advantage: float = 0.0
     rollout_logprobs: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """One response to score against its prompt's ground truth."""
+
+    response: str
+    ground_truth: str
+    equivalent_answers: tuple[str, ...] = ()

@@ -76,8 +76,10 @@ class ActorGroup:
         placement_timeout_s: float = 120.0,
         env_vars: dict[str, str] | None = None,
         init_kwargs: dict[str, Any] | None = None,
+        max_restarts: int = 0,
     ) -> None:
         self.role, self.resources, self.gang = role, resources, gang
+        self.max_restarts = max_restarts
         self.timeout_s = placement_timeout_s
         self._remote_cls = ray.remote(cls)
         self._env = {"env_vars": dict(env_vars)} if env_vars else None
@@ -178,7 +180,7 @@ class ActorGroup:
             scheduling_strategy=PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=bundle_index
             ),
-            name=None,
+            max_restarts=self.max_restarts,
         )
         if self.resources.memory_gb:
             options["memory"] = self.resources.memory_gb * 2**30
