@@ -1,0 +1,63 @@
+"""Progress output and the metrics record of a run.
+
+Every step prints one line (step/total, key metrics, tokens/s, ETA) that reads the same in a
+terminal and in a log file, and appends all of its metrics as one JSON line to
+``metrics.jsonl`` in the run directory. Keys are ``phase/role/name``; timers
+``phase/timing/section``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class PhaseProgress:
+    def __init__(self, phase: str, total_steps: int, metrics_file: Path,
+                 headline: tuple[str, ...] = ()) -> None:
+        self.phase, self.total = phase, total_steps
+        self.metrics_file = metrics_file
+        self.headline = headline
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def timer(self, section: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[section] = self.timings.get(section, 0.0) + time.perf_counter() - start
+
+    def step(self, phase_step: int, step: int, metrics: dict[str, float],
+             tokens: int = 0) -> dict[str, float]:
+        """Record one finished step; returns the full metrics dict that was written."""
+        elapsed = sum(self.timings.values())
+        record = {f"{self.phase}/{k}": v for k, v in metrics.items()}
+        record.update({f"{self.phase}/timing/{k}": v for k, v in self.timings.items()})
+        record[f"{self.phase}/timing/step"] = elapsed
+        if tokens:
+            record[f"{self.phase}/throughput/tokens_per_s"] = tokens / max(elapsed, 1e-9)
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps({"step": step, "phase_step": phase_step, **record}) + "\n")
+        print(self._line(phase_step, metrics, tokens, elapsed), flush=True)
+        self.timings = {}
+        return record
+
+    def _line(self, phase_step: int, metrics: dict[str, float], tokens: int,
+              elapsed: float) -> str:
+        done = phase_step + 1
+        rate = (time.perf_counter() - self.started) / done
+        shown = " ".join(f"{k.split('/')[-1]} {metrics[k]:.3g}" for k in self.headline
+                         if k in metrics)
+        speed = f", {tokens / max(elapsed, 1e-9):.0f} tok/s" if tokens else ""
+        eta = _fmt_seconds(rate * (self.total - done))
+        return (f"[{self.phase}] step {done}/{self.total} {shown} | {elapsed:.1f}s/step{speed}, "
+                f"ETA {eta}")

@@ -1,0 +1,89 @@
+"""The RLVR phase: sample prompts → rollouts → verifier rewards → advantages → policy update
+→ weight sync, once per step. GRPO, DAPO and GSPO differ only in the loss settings the
+learner receives and, for DAPO, in dynamic sampling and the overlong penalty here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prism_ray.config.phases import DAPO, RLVRPhase
+from prism_ray.driver.datasets import Cursor
+from prism_ray.driver.rewards import (
+    ScoredGroups,
+    concat,
+    flatten_groups,
+    informative_groups,
+    outcome_metrics,
+    policy_samples,
+)
+from prism_ray.types import RLPrompt, SamplingParams, VerifyRequest
+
+
+@dataclass
+class RLVRStepper:
+    """One RLVR step at a time; the phase loop (and resume) own the step counter."""
+
+    phase: RLVRPhase
+    prompts: list[RLPrompt]
+    cursor: Cursor
+    roles: object  # driver.roles.Roles
+    progress: object  # driver.progress.PhaseProgress
+
+    def sampling(self, rollout_sampling) -> SamplingParams:
+        s = self.phase.sampling or rollout_sampling
+        return SamplingParams(n=self.phase.samples_per_prompt, temperature=s.temperature,
+                              top_p=s.top_p, top_k=s.top_k,
+                              max_tokens=self.phase.max_response_tokens)
+
+    def step(self, version: int, rollout_sampling) -> tuple[dict[str, float], int]:
+        """Run one step; returns (metrics, response tokens trained on)."""
+        from prism_ray.actors.policy import PolicyLoss
+
+        params = self.sampling(rollout_sampling)
+        with self.progress.timer("rollout+verify"):
+            scored, sampling_metrics = self._collect(params)
+        metrics = {f"rollout/{k}": v for k, v in outcome_metrics(scored).items()}
+        metrics.update({f"rollout/{k}": v for k, v in sampling_metrics.items()})
+        if not scored.rollouts:
+            metrics["policy/skipped_update"] = 1.0
+            return metrics, 0
+        samples, adv_metrics = policy_samples(scored)
+        metrics.update({f"advantage/{k}": v for k, v in adv_metrics.items()})
+        with self.progress.timer("policy_update"):
+            learner = self.roles.policy.policy_step(samples, PolicyLoss.for_rlvr(
+                self.phase.algorithm))
+        metrics.update({f"policy/{k}": v for k, v in learner.items()})
+        with self.progress.timer("weight_sync"):
+            stats = self.roles.sync.push(version + 1)
+        metrics.update({"sync/bytes": float(stats.bytes), "sync/seconds": stats.seconds,
+                        "sync/gb_per_s": stats.gb_per_s})
+        return metrics, sum(len(s.response_ids) for s in samples)
+
+    def _collect(self, params: SamplingParams) -> tuple[ScoredGroups, dict]:
+        algorithm = self.phase.algorithm
+        dynamic = algorithm.dynamic_sampling if isinstance(algorithm, DAPO) else None
+        if dynamic is None:
+            return self._round(self.phase.prompts_per_step, algorithm, params), {}
+        # DAPO: oversample, keep groups whose accuracy varies, regenerate until full.
+        want = self.phase.prompts_per_step
+        kept: list[ScoredGroups] = []
+        have, rounds, seen = 0, 0, 0
+        while have < want and rounds < dynamic.max_rounds:
+            batch = self._round(int(round(want * dynamic.oversample)), algorithm, params)
+            useful, _ = informative_groups(batch)
+            kept.append(useful)
+            have += len(useful.prompts)
+            seen += len(batch.prompts)
+            rounds += 1
+        metrics = {"dynamic_rounds": float(rounds), "kept_group_frac": have / max(seen, 1),
+                   "batch_filled": float(have >= want)}
+        return concat(kept, want), metrics
+
+    def _round(self, num_prompts: int, algorithm, params: SamplingParams) -> ScoredGroups:
+        prompts = [self.prompts[i] for i in self.cursor.take(num_prompts)]
+        groups = self.roles.rollout.generate(prompts, params)
+        requests = [VerifyRequest(r.text, p.ground_truth, p.equivalent_answers)
+                    for p, group in zip(prompts, groups) for r in group]
+        report = self.roles.verifier.score(requests, self.phase.reward)
+        overlong = algorithm if isinstance(algorithm, DAPO) else None
+        return flatten_groups(prompts, groups, report.results, overlong)
