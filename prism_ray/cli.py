@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from prism_ray.config import ConfigError, dump_config, load_config
+
 
 def _add_recipe_args(p: argparse.ArgumentParser, recipe_optional: bool = False) -> None:
     if recipe_optional:

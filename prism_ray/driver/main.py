@@ -1,4 +1,4 @@
-"""The driver storyboard: resolve → connect → prepare → run phases in order → report."""
+"""The driver storyboard: resolve → connect → prepare → build roles → run phases → report."""
 
 from __future__ import annotations
 
@@ -6,33 +6,54 @@ import time
 from pathlib import Path
 
 from prism_ray.config import RunConfig, dump_config
-from prism_ray.driver.assets import RunAssets, prepare_assets
+from prism_ray.driver.assets import prepare_assets
 from prism_ray.driver.cluster import start_ray, stop_ray
+from prism_ray.driver.context import RunContext
+from prism_ray.driver.evaluation import run_eval
+from prism_ray.driver.rlvr import run_rlvr
+from prism_ray.driver.roles import Roles
+from prism_ray.driver.sft import run_sft
 
-# Phase kinds this version can execute, filled in as the phases land.
-PHASE_RUNNERS: dict[str, object] = {}
+PHASE_RUNNERS = {
+    "sft": run_sft,
+    "rlvr": run_rlvr,
+    "eval": run_eval,
+}
 
 
-def run(config: RunConfig) -> RunAssets:
+def run(config: RunConfig) -> RunContext:
     started = time.time()
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(config))
     print(f"[run] {config.name} → {run_dir} (resolved config: {run_dir / 'config.yaml'})")
+    unsupported = [p.name for p in config.phases if p.enabled and p.kind not in PHASE_RUNNERS]
+    if unsupported:
+        raise NotImplementedError(f"phases not supported by this version: {unsupported}; "
+                                  "disable them with phases.<name>.enabled=false")
 
     resources = start_ray(config.cluster)
     print(f"[run] Ray cluster: {_describe(resources)}")
+    roles = None
     try:
         assets = prepare_assets(config, run_dir)
-        print(f"[run] policy: {assets.policy}\n[run] discriminator backbone: {assets.discriminator}")
         print(plan_table(config))
-        missing = [p.name for p in config.phases if p.enabled and p.kind not in PHASE_RUNNERS]
-        if missing:
-            print(f"[run] not executed by this version: {', '.join(missing)}")
+        roles = Roles.build(config, assets)
+        ctx = RunContext(config, run_dir, assets, roles)
+        for phase in config.phases:
+            if not phase.enabled:
+                print(f"[run] skipping phase {phase.name}")
+                continue
+            phase_started = time.time()
+            print(f"[run] ── phase {phase.name} ({phase.kind}) ──")
+            PHASE_RUNNERS[phase.kind](phase, ctx)
+            print(f"[run] phase {phase.name} done in {time.time() - phase_started:.1f}s")
     finally:
+        if roles is not None:
+            roles.shutdown()
         stop_ray()
     print(f"[run] done in {time.time() - started:.1f}s")
-    return assets
+    return ctx
 
 
 def plan_table(config: RunConfig) -> str:
@@ -56,9 +77,8 @@ def _length(phase) -> str:
 
 
 def _describe(resources: dict) -> str:
-    keys = ("CPU", "GPU", "memory")
     parts = []
-    for key in keys:
+    for key in ("CPU", "GPU", "memory"):
         if key in resources:
             value = resources[key]
             parts.append(f"{value / 2**30:.1f} GiB memory" if key == "memory" else f"{value:g} {key}")

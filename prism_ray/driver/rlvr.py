@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prism_ray.config.phases import DAPO, RLVRPhase
-from prism_ray.driver.datasets import Cursor
+from prism_ray.driver.datasets import Cursor, load_records
+from prism_ray.driver.progress import PhaseProgress
 from prism_ray.driver.rewards import (
     ScoredGroups,
     concat,
@@ -87,3 +88,24 @@ class RLVRStepper:
         report = self.roles.verifier.score(requests, self.phase.reward)
         overlong = algorithm if isinstance(algorithm, DAPO) else None
         return flatten_groups(prompts, groups, report.results, overlong)
+
+
+def run_rlvr(phase: RLVRPhase, ctx) -> None:
+    prompts = load_records("rlvr", phase.data, ctx.assets.dataset_dir)
+    print(f"[{phase.name}] {phase.algorithm.name.upper()}: {len(prompts)} prompts, "
+          f"{phase.steps} steps × {phase.prompts_per_step} prompts × {phase.samples_per_prompt}")
+    ctx.roles.policy.configure_optimizer(phase.optimizer, phase.steps * phase.updates_per_step)
+    progress = PhaseProgress(phase.name, phase.steps, ctx.metrics_file,
+                             headline=HEADLINE)
+    stepper = RLVRStepper(phase, prompts, Cursor(len(prompts), ctx.phase_seed(phase)),
+                          ctx.roles, progress)
+    for phase_step in range(phase.steps):
+        metrics, tokens = stepper.step(ctx.version, ctx.config.rollout.sampling)
+        if "sync/bytes" in metrics:
+            ctx.version += 1
+        ctx.step += 1
+        progress.step(phase_step, ctx.step, metrics, tokens=tokens)
+
+
+HEADLINE = ("rollout/reward", "rollout/accuracy", "rollout/format_rate", "rollout/response_len",
+            "policy/loss", "policy/logprob_mismatch_abs")

@@ -1,0 +1,97 @@
+"""The roles of a run as Ray actor groups, built once and shared by the phases.
+
+Only what the enabled phases need is started. Each role takes its resources from its own
+config section, so rollout can be scaled without touching the learners (``resize_rollout``
+adds or removes rollout workers between steps and brings newcomers to the current weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prism_ray.config import RunConfig
+from prism_ray.driver.assets import RunAssets
+
+NEEDS = {
+    "sft": {"policy"},
+    "disc_warmup": {"discriminator"},
+    "align": {"policy", "rollout", "discriminator"},
+    "rlvr": {"policy", "rollout", "verifier"},
+    "eval": {"rollout", "verifier"},
+}
+SYNC_BUCKET_BYTES = 64 * 2**20
+
+
+def needed_roles(config: RunConfig) -> set[str]:
+    roles: set[str] = set()
+    for phase in config.phases:
+        if phase.enabled:
+            roles |= NEEDS[phase.kind]
+    return roles
+
+
+@dataclass
+class Roles:
+    config: RunConfig
+    policy: Any = None  # PolicyLearnerGroup
+    rollout: Any = None  # RolloutPool
+    verifier: Any = None  # VerifierPool
+    discriminator: Any = None  # DiscriminatorLearnerGroup
+    sync: Any = None  # WeightSync
+
+    @classmethod
+    def build(cls, config: RunConfig, assets: RunAssets, log=print) -> Roles:
+        wanted = needed_roles(config)
+        timeout, env = config.cluster.placement_timeout_s, dict(config.cluster.env_vars)
+        roles = cls(config)
+        try:
+            if "policy" in wanted:
+                from prism_ray.actors.policy_group import PolicyLearnerGroup
+
+                log(f"[roles] policy learner: {config.policy.num_ranks} rank(s), "
+                    f"ZeRO-{config.policy.zero_stage}")
+                roles.policy = PolicyLearnerGroup(assets.policy, config.policy, config.seed,
+                                                  env_vars=env, placement_timeout_s=timeout)
+            if "rollout" in wanted:
+                from prism_ray.actors.rollout_pool import RolloutPool
+
+                log(f"[roles] rollout: {config.rollout.num_workers} × "
+                    f"{config.rollout.backend.value} worker(s)")
+                roles.rollout = RolloutPool(assets.policy, config.rollout, seed=config.seed,
+                                            env_vars=env, placement_timeout_s=timeout)
+            if "verifier" in wanted:
+                from prism_ray.actors.verifier import VerifierPool
+
+                log(f"[roles] verifier: {config.verifier.num_workers} worker(s)")
+                roles.verifier = VerifierPool(config.verifier, timeout, env_vars=env)
+            if roles.policy is not None and roles.rollout is not None:
+                roles.sync = roles._connect_sync()
+        except BaseException:
+            roles.shutdown()
+            raise
+        return roles
+
+    def _connect_sync(self):
+        from prism_ray.sync.coordinator import WeightSync
+
+        backend = "nccl" if self.config.policy.resources.num_gpus > 0 else "gloo"
+        sync = WeightSync(self.policy.actors, backend, SYNC_BUCKET_BYTES)
+        sync.connect(self.rollout.actors)
+        return sync
+
+    def resize_rollout(self, num_workers: int) -> None:
+        """Scale rollout between steps; new workers receive the current weights at once."""
+        current = len(self.rollout.actors)
+        if num_workers > current:
+            self.rollout.add_workers(num_workers - current)
+        elif num_workers < current:
+            self.rollout.remove_workers(current - num_workers)
+        if self.sync is not None:
+            self.sync.connect(self.rollout.actors)
+            self.sync.push(self.sync.version)
+
+    def shutdown(self) -> None:
+        for role in (self.rollout, self.verifier, self.policy, self.discriminator):
+            if role is not None:
+                role.shutdown()
