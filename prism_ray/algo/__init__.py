@@ -1,0 +1,56 @@
+"""Pure training math for PRISM (torch, numpy and stdlib only; no Ray, vLLM, DeepSpeed, HF).
+
+Every loss takes tensors with documented shapes and returns (loss, metrics: dict[str, float]).
+"""
+
+from prism_ray.algo.advantages import group_advantages, group_mean_std
+from prism_ray.algo.dapo import dynamic_sampling_mask, kept_group_ids, overlong_penalty
+from prism_ray.algo.diagnostics import kl_estimates, kl_metrics, masked_entropy
+from prism_ray.algo.discriminator import SCORE_LIMIT, bradley_terry_loss, clip_scores
+from prism_ray.algo.masking import broadcast_to_tokens, masked_mean, masked_sum
+from prism_ray.algo.policy_loss import (
+    DAPO_CLIP,
+    GRPO_CLIP,
+    GSPO_CLIP,
+    Aggregation,
+    ClipConfig,
+    aggregate,
+    clipped_surrogate,
+    gspo_loss,
+    ppo_clip_loss,
+)
+from prism_ray.algo.prism import prism_advantages, substitute_invalid_scores
+from prism_ray.algo.reward import rlvr_reward
+from prism_ray.algo.sft import SFTAggregation, sft_loss, shift_for_next_token
+
+__all__ = [
+    "DAPO_CLIP",
+    "GRPO_CLIP",
+    "GSPO_CLIP",
+    "SCORE_LIMIT",
+    "Aggregation",
+    "ClipConfig",
+    "SFTAggregation",
+    "aggregate",
+    "bradley_terry_loss",
+    "broadcast_to_tokens",
+    "clip_scores",
+    "clipped_surrogate",
+    "dynamic_sampling_mask",
+    "group_advantages",
+    "group_mean_std",
+    "gspo_loss",
+    "kept_group_ids",
+    "kl_estimates",
+    "kl_metrics",
+    "masked_entropy",
+    "masked_mean",
+    "masked_sum",
+    "overlong_penalty",
+    "ppo_clip_loss",
+    "prism_advantages",
+    "rlvr_reward",
+    "sft_loss",
+    "shift_for_next_token",
+    "substitute_invalid_scores",
+]
