@@ -7,7 +7,9 @@ from pathlib import Path
 
 from prism_ray.config import RunConfig
 from prism_ray.driver.assets import RunAssets
+from prism_ray.driver.progress import PhaseProgress
 from prism_ray.driver.roles import Roles
+from prism_ray.driver.tracking import Tracker
 
 
 @dataclass
@@ -16,6 +18,7 @@ class RunContext:
     run_dir: Path
     assets: RunAssets
     roles: Roles
+    tracker: Tracker
     step: int = 0  # global optimizer-step counter across phases
     version: int = 0  # weight version served by the rollout workers
     evaluations: list[dict] = field(default_factory=list)
@@ -23,6 +26,10 @@ class RunContext:
     @property
     def metrics_file(self) -> Path:
         return self.run_dir / "metrics.jsonl"
+
+    def progress(self, phase, total_steps: int, headline: tuple[str, ...] = ()) -> PhaseProgress:
+        return PhaseProgress(phase.name, total_steps, self.metrics_file, headline,
+                             sink=self.tracker.log_metrics)
 
     def phase_seed(self, phase) -> int:
         return self.config.seed if phase.seed is None else phase.seed

@@ -9,10 +9,12 @@ from prism_ray.config import RunConfig, dump_config
 from prism_ray.driver.assets import prepare_assets
 from prism_ray.driver.cluster import start_ray, stop_ray
 from prism_ray.driver.context import RunContext
-from prism_ray.driver.evaluation import run_eval
+from prism_ray.driver.evaluation import evaluation_table, run_eval
+from prism_ray.driver.plots import write_plots
 from prism_ray.driver.rlvr import run_rlvr
 from prism_ray.driver.roles import Roles
 from prism_ray.driver.sft import run_sft
+from prism_ray.driver.tracking import Tracker
 
 PHASE_RUNNERS = {
     "sft": run_sft,
@@ -32,14 +34,18 @@ def run(config: RunConfig) -> RunContext:
         raise NotImplementedError(f"phases not supported by this version: {unsupported}; "
                                   "disable them with phases.<name>.enabled=false")
 
+    tracker = Tracker(config, run_dir)
+    tracker.log_artifact(run_dir / "config.yaml")
+    print(f"[run] tracking: {tracker.uri if tracker.enabled else 'off'}")
     resources = start_ray(config.cluster)
     print(f"[run] Ray cluster: {_describe(resources)}")
     roles = None
+    status = "FAILED"  # anything that escapes below marks the MLflow run failed
     try:
         assets = prepare_assets(config, run_dir)
         print(plan_table(config))
         roles = Roles.build(config, assets)
-        ctx = RunContext(config, run_dir, assets, roles)
+        ctx = RunContext(config, run_dir, assets, roles, tracker)
         for phase in config.phases:
             if not phase.enabled:
                 print(f"[run] skipping phase {phase.name}")
@@ -47,13 +53,26 @@ def run(config: RunConfig) -> RunContext:
             phase_started = time.time()
             print(f"[run] ── phase {phase.name} ({phase.kind}) ──")
             PHASE_RUNNERS[phase.kind](phase, ctx)
+            finish_phase(ctx, phase)
             print(f"[run] phase {phase.name} done in {time.time() - phase_started:.1f}s")
+        status = "FINISHED"
     finally:
         if roles is not None:
             roles.shutdown()
         stop_ray()
+        tracker.end(status)
     print(f"[run] done in {time.time() - started:.1f}s")
     return ctx
+
+
+def finish_phase(ctx: RunContext, phase) -> None:
+    """Phase-end outputs: plots and the evaluation table, also as tracking artifacts."""
+    for path in write_plots(ctx.metrics_file, ctx.run_dir / "plots"):
+        ctx.tracker.log_artifact(path, "plots")
+    if ctx.evaluations:
+        table = ctx.run_dir / "evaluations.md"
+        table.write_text(evaluation_table(ctx.evaluations) + "\n")
+        ctx.tracker.log_artifact(table)
 
 
 def plan_table(config: RunConfig) -> str:

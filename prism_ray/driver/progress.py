@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+
+MetricsSink = Callable[[dict[str, float], int], None]
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -21,9 +24,10 @@ def _fmt_seconds(seconds: float) -> str:
 
 class PhaseProgress:
     def __init__(self, phase: str, total_steps: int, metrics_file: Path,
-                 headline: tuple[str, ...] = ()) -> None:
+                 headline: tuple[str, ...] = (), sink: MetricsSink | None = None) -> None:
         self.phase, self.total = phase, total_steps
         self.metrics_file = metrics_file
+        self.sink = sink
         self.headline = headline
         self.started = time.perf_counter()
         self.timings: dict[str, float] = {}
@@ -48,6 +52,8 @@ class PhaseProgress:
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"step": step, "phase_step": phase_step, **record}) + "\n")
         print(self._line(phase_step, metrics, tokens, elapsed), flush=True)
+        if self.sink is not None:
+            self.sink(record, step)
         self.timings = {}
         return record
 

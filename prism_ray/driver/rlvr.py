@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from prism_ray.config.phases import DAPO, RLVRPhase
 from prism_ray.driver.datasets import Cursor, load_records
-from prism_ray.driver.progress import PhaseProgress
 from prism_ray.driver.rewards import (
     ScoredGroups,
     concat,
@@ -95,8 +94,7 @@ def run_rlvr(phase: RLVRPhase, ctx) -> None:
     print(f"[{phase.name}] {phase.algorithm.name.upper()}: {len(prompts)} prompts, "
           f"{phase.steps} steps × {phase.prompts_per_step} prompts × {phase.samples_per_prompt}")
     ctx.roles.policy.configure_optimizer(phase.optimizer, phase.steps * phase.updates_per_step)
-    progress = PhaseProgress(phase.name, phase.steps, ctx.metrics_file,
-                             headline=HEADLINE)
+    progress = ctx.progress(phase, phase.steps, headline=HEADLINE)
     stepper = RLVRStepper(phase, prompts, Cursor(len(prompts), ctx.phase_seed(phase)),
                           ctx.roles, progress)
     for phase_step in range(phase.steps):

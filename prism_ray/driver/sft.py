@@ -8,7 +8,6 @@ from prism_ray.algo import SFTAggregation
 from prism_ray.config.phases import SFTPhase
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import Cursor, load_records
-from prism_ray.driver.progress import PhaseProgress
 
 
 def sft_steps(phase: SFTPhase, num_demos: int) -> int:
@@ -23,7 +22,7 @@ def run_sft(phase: SFTPhase, ctx: RunContext) -> None:
     policy = ctx.roles.policy
     policy.configure_optimizer(phase.optimizer, total)
     cursor = Cursor(len(demos), ctx.phase_seed(phase))
-    progress = PhaseProgress(phase.name, total, ctx.metrics_file, headline=("policy/loss",))
+    progress = ctx.progress(phase, total, headline=("policy/loss",))
     aggregation = SFTAggregation(phase.loss_aggregation)
     for phase_step in range(total):
         batch = [demos[i] for i in cursor.take(phase.batch_size)]
