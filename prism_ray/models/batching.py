@@ -101,6 +101,11 @@ class Batch:
 def check_sample_vision(item: SequenceItem, spec: VisionSpec) -> None:
     """Placeholders == features implied by the grids (prod / merge²); pixel rows == patches."""
     prompt = item.prompt
+    if spec.image_token_id in item.continuation:
+        # A sampled image pad makes the forward fail far from its cause (PRISM_SPEC §9).
+        raise VisionMismatchError(
+            f"sample '{item.name}': the continuation contains the image placeholder token "
+            f"{spec.image_token_id}; vision tokens must be banned during sampling")
     placeholders = int((prompt.input_ids == spec.image_token_id).sum())
     if prompt.image_grid_thw is None or prompt.pixel_values is None:
         if placeholders:

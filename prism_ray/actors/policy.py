@@ -1,0 +1,339 @@
+"""The policy learner: one DeepSpeed ZeRO rank of the policy (SFT, alignment and RLVR updates).
+
+Batch semantics are GLOBAL: every public method takes the whole step's list (the group puts it
+in the object store once); rank r learns on ``samples[r::world_size]``, losses are normalised
+over all ranks, and results (log-probs, metrics) come back complete and identical on every
+rank. Every rank runs the same number of forward passes (``learner.microbatch``), so uneven
+shards never hang ZeRO-3's parameter gathers or ZeRO-2's gradient reductions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from prism_ray.actors.group import RayWorker
+from prism_ray.algo import (
+    Aggregation,
+    ClipConfig,
+    SFTAggregation,
+    gspo_loss,
+    masked_mean,
+    ppo_clip_loss,
+    sft_loss,
+)
+from prism_ray.config.phases import DAPO, GRPO, GSPO, AlignPhase
+from prism_ray.config.schema import LearnerConfig, OptimizerConfig
+from prism_ray.learner.engine import TORCH_DTYPES, build_engine, init_distributed
+from prism_ray.learner.metrics import StepMetrics
+from prism_ray.learner.microbatch import (
+    Normaliser,
+    aligned_count,
+    global_normaliser,
+    micro_weight,
+    plan_micro_batches,
+)
+from prism_ray.learner.weights import (
+    WeightManifest,
+    gather_full_state,
+    iter_planned_buckets,
+    iter_weight_buckets,
+    manifest_of,
+)
+from prism_ray.models.batching import (
+    Batch,
+    SequenceItem,
+    VisionSpec,
+    check_batch_vision,
+    collate,
+    continuation_logits,
+    continuation_logprobs,
+    sft_item,
+)
+from prism_ray.models.inputs import EncodedPrompt, encode_prompt
+from prism_ray.sync.endpoints import WeightSender
+from prism_ray.sync.plan import Bucket
+from prism_ray.types import Demonstration, PolicySample
+
+
+@dataclass(frozen=True)
+class PolicyLoss:
+    """Which policy-gradient loss a step uses: token ratio (GRPO, DAPO, PRISM alignment) or
+    sequence ratio (GSPO), with the algorithm's clip settings and aggregation."""
+
+    clip: ClipConfig
+    sequence_ratio: bool = False
+
+    @classmethod
+    def for_rlvr(cls, algorithm: GRPO | DAPO | GSPO) -> PolicyLoss:
+        dual = None if isinstance(algorithm, GSPO) else algorithm.dual_clip
+        kl_coef = algorithm.kl_coef if isinstance(algorithm, GRPO) else 0.0
+        clip = ClipConfig(eps_low=algorithm.clip_low, eps_high=algorithm.clip_high,
+                          dual_clip=dual, kl_coef=kl_coef,
+                          aggregation=Aggregation(algorithm.loss_aggregation.value))
+        return cls(clip=clip, sequence_ratio=isinstance(algorithm, GSPO))
+
+    @classmethod
+    def for_align(cls, phase: AlignPhase) -> PolicyLoss:
+        """PRISM alignment (PRISM_SPEC §4): symmetric token-ratio clip with dual-clip."""
+        clip = ClipConfig(eps_low=phase.clip_eps, eps_high=phase.clip_eps,
+                          dual_clip=phase.dual_clip,
+                          aggregation=Aggregation(phase.loss_aggregation.value))
+        return cls(clip=clip)
+
+    @property
+    def normaliser(self) -> Normaliser:
+        token = self.clip.aggregation is Aggregation.TOKEN_MEAN
+        return Normaliser.TOKENS if token else Normaliser.SEQUENCES
+
+
+def _padded(rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor:
+    """Per-sample float lists -> [B, L] like the batch's response mask (0 beyond each row)."""
+    out = torch.zeros(like.shape, dtype=torch.float32, device=like.device)
+    for b, row in enumerate(rows):
+        out[b, : len(row)] = torch.tensor(row, dtype=torch.float32)
+    return out
+
+
+class PolicyLearner(RayWorker, WeightSender):
+    """One rank. ``WeightSender`` adds ``sync_connect``/``sync_send`` on top of
+    ``gathered_buckets`` (the broadcast to rollout workers lives in ``sync``)."""
+
+    def __init__(self, rank: int, world_size: int, model_path: str,
+                 learner_config: LearnerConfig, seed: int = 0) -> None:
+        super().__init__(rank, world_size)
+        self.model_path, self.config, self.seed = str(model_path), learner_config, seed
+        self.engine = None
+        self.model: torch.nn.Module | None = None
+
+    # ── lifecycle ───────────────────────────────────────────────
+
+    def setup(self, master_addr: str, port: int) -> str:
+        """Join the process group, load model and processor. Returns the backend name."""
+        from transformers import AutoModelForImageTextToText
+
+        from prism_ray.models.processor import load_processor
+
+        backend = init_distributed(self.rank, self.world_size, master_addr, port)
+        torch.manual_seed(self.seed + self.rank)
+        self.device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+        self.dtype = TORCH_DTYPES[self.config.dtype]
+        self.processor = load_processor(self.model_path)
+        self.spec = VisionSpec.from_processor(self.processor)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            self.model_path, dtype=self.dtype).to(self.device)
+        return backend
+
+    def configure_optimizer(self, optimizer_config: OptimizerConfig, total_steps: int) -> None:
+        """A fresh AdamW and schedule for a phase. An existing engine is rebuilt from its current
+        (gathered) weights: swapping the optimizer inside a ZeRO engine is not supported."""
+        from transformers import AutoModelForImageTextToText
+
+        if self.engine is not None:
+            state = gather_full_state(self.engine.module)
+            config = self.engine.module.config
+            self.engine.destroy()
+            self.engine = None
+            self.model = AutoModelForImageTextToText.from_config(config, dtype=self.dtype)
+            self.model.load_state_dict(state, strict=False)
+            self.model.to(self.device)
+        self.engine = build_engine(self.model, self.config, optimizer_config, total_steps,
+                                   self.world_size)
+        self.model = None  # the engine owns (and may partition) the module now
+
+    # ── forward passes ──────────────────────────────────────────
+
+    def _shard(self, total: int) -> list[int]:
+        """Global indices this rank learns on: r, r + world, r + 2·world, ..."""
+        return list(range(self.rank, total, self.world_size))
+
+    def _module(self):
+        return self.engine if self.engine is not None else self.model
+
+    def _items(self, samples: Sequence[PolicySample], indices: Sequence[int]
+               ) -> list[SequenceItem]:
+        """Canonical prompt encoding; the rollouts of one prompt share one processor pass.
+        ``indices`` are the samples' places in the global list (named in errors)."""
+        cache: dict[tuple, EncodedPrompt] = {}
+        items = []
+        for index, s in zip(indices, samples, strict=True):
+            key = (s.question, s.images)
+            if key not in cache:
+                cache[key] = encode_prompt(self.processor, s.question, s.images)
+            items.append(SequenceItem(cache[key], tuple(s.response_ids), f"#{index}"))
+        return items
+
+    def _passes(self, items: list[SequenceItem], pad: SequenceItem
+                ) -> Iterator[tuple[list[int], Batch, bool]]:
+        """(indices, batch, is_padding) per forward; every rank yields the same number."""
+        lengths = [len(it.prompt.input_ids) + len(it.continuation) for it in items]
+        groups = plan_micro_batches(lengths, self.config.micro_batch_tokens)
+        for i in range(aligned_count(len(groups), self.device)):
+            chosen = groups[i] if i < len(groups) else []
+            batch = collate([items[j] for j in chosen] or [pad], self.spec)
+            check_batch_vision(batch, self.spec)
+            yield chosen, batch.to(self.device, self.dtype), not chosen
+
+    def _logits(self, batch: Batch) -> torch.Tensor:
+        return self._module()(**batch.model_inputs()).logits
+
+    def _gather_ordered(self, local: list, total: int) -> list:
+        """Rank r holds results for indices r::world; returns all of them in global order."""
+        parts = [local]
+        if dist.is_initialized() and self.world_size > 1:
+            parts = [None] * self.world_size
+            dist.all_gather_object(parts, local)
+        out = [None] * total
+        for rank, part in enumerate(parts):
+            out[rank::self.world_size] = part
+        return out
+
+    @torch.no_grad()
+    def compute_logprobs(self, samples: Sequence[PolicySample]) -> list[list[float]]:
+        """Teacher-forced log-probs of every response token (eval mode, fp32 log_softmax)."""
+        if not samples:
+            return []
+        module = self._module()
+        module.eval()
+        mine = self._shard(len(samples))
+        items = self._items([samples[i] for i in mine], mine)
+        pad = self._items(samples[:1], [0])[0]
+        local: list[list[float] | None] = [None] * len(items)
+        for chosen, batch, _ in self._passes(items, pad):
+            log_probs = continuation_logprobs(self._logits(batch), batch).cpu()
+            for row, j in enumerate(chosen):
+                local[j] = log_probs[row, : len(items[j].continuation)].tolist()
+        return self._gather_ordered(local, len(samples))
+
+    # ── updates ─────────────────────────────────────────────────
+
+    def _optimizer_step(self, items, pad, normaliser: Normaliser,
+                        micro_loss: Callable[[Batch, list[int]], tuple[torch.Tensor, dict]]
+                        ) -> dict[str, float]:
+        """One optimizer step over this rank's items (shared by policy and SFT steps)."""
+        self.engine.train()
+        total = global_normaliser([len(it.continuation) for it in items], normaliser, self.device)
+        metrics, passes = StepMetrics(), list(self._passes(items, pad))
+        lr = self.engine.get_lr()[0]  # the lr this step applies (the schedule steps after it)
+        for i, (chosen, batch, padding) in enumerate(passes):
+            loss, micro = micro_loss(batch, chosen)
+            weight = 0.0 if padding else micro_weight(
+                batch.response_mask, normaliser, total, self.world_size)
+            self.engine.set_gradient_accumulation_boundary(i == len(passes) - 1)
+            self.engine.backward(loss * weight, scale_wrt_gas=False)
+            tokens = 0.0 if padding else float(batch.num_tokens)
+            # "loss" is summed with its global weight below; algo's own counts are replaced by ours.
+            metrics.add_mean({k: v for k, v in micro.items() if k not in ("loss", "num_tokens")},
+                             tokens)
+            metrics.add_sum("loss", micro["loss"] * weight / self.world_size)
+            metrics.add_sum("tokens", tokens)
+            metrics.add_sum("sequences", float(len(chosen)))
+        self.engine.step()
+        out = metrics.reduce(self.device)
+        norm = self.engine.get_global_grad_norm()
+        out.update(grad_norm=float(norm) if norm is not None else float("nan"), lr=lr,
+                   micro_batches=float(len(passes)))
+        return out
+
+    def policy_step(self, samples: Sequence[PolicySample], loss_settings: PolicyLoss,
+                    old_logprobs: Sequence[Sequence[float]] | None = None) -> dict[str, float]:
+        """One optimizer step of the policy-gradient loss over all samples.
+
+        Without ``old_logprobs`` the step is on-policy (one update per rollout batch): the old
+        log-probs are the detached current ones, so the ratio is 1 and no extra forward runs.
+        """
+        if not samples:
+            raise ValueError("policy_step needs at least one sample")
+        has_rollout = [s.rollout_logprobs is not None for s in samples]
+        if any(has_rollout) and not all(has_rollout):
+            raise ValueError("rollout_logprobs must be given for all samples or for none")
+        mine = self._shard(len(samples))
+        items = self._items([samples[i] for i in mine], mine)
+        pad = self._items(samples[:1], [0])[0]
+        local = [samples[i] for i in mine]
+        old = None if old_logprobs is None else [old_logprobs[i] for i in mine]
+        loss_fn = gspo_loss if loss_settings.sequence_ratio else ppo_clip_loss
+
+        def micro_loss(batch: Batch, chosen: list[int]):
+            rows = chosen or [None]  # padding pass: the first global sample
+            picked = [local[j] if j is not None else samples[0] for j in rows]
+            logits = self._logits(batch)
+            log_probs = continuation_logprobs(logits, batch)
+            mask = batch.response_mask
+            old_lp = log_probs.detach() if old is None else _padded(
+                [old[j] if j is not None else old_logprobs[0] for j in rows], mask)
+            rollout = _padded([p.rollout_logprobs for p in picked], mask) if all(
+                has_rollout) else None
+            advantages = torch.tensor([p.advantage for p in picked], device=mask.device)
+            loss, metrics = loss_fn(log_probs, old_lp, advantages, mask, loss_settings.clip,
+                                    rollout_log_probs=rollout,
+                                    logits=continuation_logits(logits, batch))
+            if rollout is not None:
+                metrics["rollout_mismatch_abs"] = masked_mean(
+                    (rollout - old_lp).abs(), mask).item()
+            return loss, metrics
+
+        return self._optimizer_step(items, pad, loss_settings.normaliser, micro_loss)
+
+    def sft_step(self, demos: Sequence[Demonstration],
+                 aggregation: SFTAggregation = SFTAggregation.TOKEN_MEAN,
+                 max_seq_tokens: int = 1024) -> dict[str, float]:
+        """One optimizer step of masked cross-entropy on the assistant turns of ``demos``."""
+        if not demos:
+            raise ValueError("sft_step needs at least one demonstration")
+        pairs = [sft_item(self.processor, d, self.spec, max_seq_tokens)
+                 for d in demos[self.rank::self.world_size]]
+        pad, _ = sft_item(self.processor, demos[0], self.spec, max_seq_tokens)
+        normaliser = (Normaliser.TOKENS if aggregation is SFTAggregation.TOKEN_MEAN
+                      else Normaliser.SEQUENCES)
+
+        def micro_loss(batch: Batch, _chosen: list[int]):
+            return sft_loss(self._logits(batch), batch.input_ids, batch.loss_mask, aggregation)
+
+        metrics = self._optimizer_step([it for it, _ in pairs], pad, normaliser, micro_loss)
+        truncated = torch.tensor([float(sum(cut for _, cut in pairs))], device=self.device)
+        if dist.is_initialized() and self.world_size > 1:
+            dist.all_reduce(truncated)
+        metrics["truncated"] = float(truncated.item())
+        return metrics
+
+    # ── checkpoints and weight sync ─────────────────────────────
+
+    def _unwrapped(self) -> torch.nn.Module:
+        return self.engine.module if self.engine is not None else self.model
+
+    def weight_manifest(self) -> WeightManifest:
+        """Names, full shapes, dtypes and bytes of every parameter (no collective)."""
+        return manifest_of(self._unwrapped())
+
+    def weight_buckets(self, bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """Full tensors in buckets of ≤ ``bucket_bytes`` (contract: ``learner.weights``).
+        A collective under ZeRO-3: every rank must iterate it in lockstep, to the end."""
+        return iter_weight_buckets(self._unwrapped(), bucket_bytes)
+
+    def gathered_buckets(self, plan: Sequence[Bucket]
+                         ) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """Full tensors for a plan made from ``weight_manifest()`` (same lockstep rule)."""
+        return iter_planned_buckets(self._unwrapped(), plan)
+
+    def full_state_dict(self, bucket_bytes: int = 64 * 2**20) -> dict[str, torch.Tensor]:
+        """Every parameter, full, on CPU (a collective: call it on all ranks)."""
+        return gather_full_state(self._unwrapped(), bucket_bytes)
+
+    def save_hf(self, path: str) -> None:
+        """Rank 0 writes model (safetensors) + processor files; all ranks take part in the
+        ZeRO-3 gather. Buffers are full on every rank and come from the module itself."""
+        module = self._unwrapped()
+        state = gather_full_state(module)
+        if self.rank == 0:
+            buffers = dict(module.named_buffers())
+            persistent = {k: buffers[k] for k in module.state_dict() if k in buffers}
+            module.save_pretrained(Path(path), state_dict={**persistent, **state},
+                                   safe_serialization=True)
+            self.processor.save_pretrained(Path(path))
+        if dist.is_initialized() and self.world_size > 1:
+            dist.barrier()  # the checkpoint is complete when any rank returns

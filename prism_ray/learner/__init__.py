@@ -1,0 +1,1 @@
+"""The policy/discriminator learner machinery: DeepSpeed engine, micro-batching, weights."""
