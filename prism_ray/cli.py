@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from prism_ray.config import ConfigError, dump_config, load_config
+from prism_ray.jobs.cli import add_jobs_parser, add_submit_parser
 
 
 def _add_recipe_args(p: argparse.ArgumentParser, recipe_optional: bool = False) -> None:
@@ -46,9 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a recipe on a local or existing Ray cluster")
     _add_recipe_args(run)
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the run directory's latest complete checkpoint")
     demo = sub.add_parser("demo", help="run the embedded default (tiny model, synthetic task)")
     demo.add_argument("--out", default="runs/demo", help="run directory")
     demo.add_argument("overrides", nargs="*")
+    add_submit_parser(sub)
+    add_jobs_parser(sub)
     return parser
 
 
@@ -69,11 +74,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "model":
         return _tiny_models(args)
     if args.command == "run":
-        return _run(load_config(args.recipe, args.overrides, args.cluster))
+        return _run(load_config(args.recipe, args.overrides, args.cluster), args.resume)
     if args.command == "demo":
         overrides = [f"output_dir={args.out}", *args.overrides]
         # The schema defaults ARE the embedded default run.
         return _run(load_config(None, overrides))
+    if args.command in ("submit", "jobs"):
+        from prism_ray.jobs import cli as jobs_cli
+
+        return jobs_cli.run_submit(args) if args.command == "submit" else jobs_cli.run_jobs(args)
     raise AssertionError(args.command)
 
 
@@ -109,10 +118,10 @@ def _tiny_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(config) -> int:
+def _run(config, resume: bool = False) -> int:
     from prism_ray.driver.main import run
 
-    run(config)
+    run(config, resume=resume)
     return 0
 
 

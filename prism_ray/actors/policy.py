@@ -28,7 +28,13 @@ from prism_ray.algo import (
 )
 from prism_ray.config.phases import DAPO, GRPO, GSPO, AlignPhase
 from prism_ray.config.schema import LearnerConfig, OptimizerConfig
-from prism_ray.learner.engine import TORCH_DTYPES, build_engine, init_distributed
+from prism_ray.learner.engine import (
+    TORCH_DTYPES,
+    build_engine,
+    init_distributed,
+    load_engine_state,
+    save_engine_state,
+)
 from prism_ray.learner.metrics import StepMetrics
 from prism_ray.learner.microbatch import (
     Normaliser,
@@ -127,6 +133,17 @@ class PolicyLearner(RayWorker, WeightSender):
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.model_path, dtype=self.dtype).to(self.device)
         return backend
+
+    def reset_model(self, path: str) -> None:
+        """Drop the engine and load weights from an HF checkpoint (a phase's ``init_from``, or
+        a resume at a phase boundary); the next ``configure_optimizer`` builds the engine."""
+        from transformers import AutoModelForImageTextToText
+
+        if self.engine is not None:
+            self.engine.destroy()
+            self.engine = None
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            str(path), dtype=self.dtype).to(self.device)
 
     def configure_optimizer(self, optimizer_config: OptimizerConfig, total_steps: int) -> None:
         """A fresh AdamW and schedule for a phase. An existing engine is rebuilt from its current
@@ -323,6 +340,13 @@ class PolicyLearner(RayWorker, WeightSender):
     def full_state_dict(self, bucket_bytes: int = 64 * 2**20) -> dict[str, torch.Tensor]:
         """Every parameter, full, on CPU (a collective: call it on all ranks)."""
         return gather_full_state(self._unwrapped(), bucket_bytes)
+
+    def save_state(self, path: str) -> None:
+        """Resume state: DeepSpeed shards of weights/optimizer/schedule + RNG (collective)."""
+        save_engine_state(self.engine, path, self.rank)
+
+    def load_state(self, path: str) -> None:
+        load_engine_state(self.engine, path, self.rank)
 
     def save_hf(self, path: str) -> None:
         """Rank 0 writes model (safetensors) + processor files; all ranks take part in the

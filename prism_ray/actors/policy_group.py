@@ -7,8 +7,9 @@ returns rank 0's answer. Calls are collectives: they always go to every rank.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -39,29 +40,39 @@ class PolicyLearnerGroup:
     def actors(self) -> list:
         return self.group.actors
 
-    def _all(self, method: str, *args, **kwargs) -> list:
+    def _all(self, method: Callable[[Any], Any], *args, **kwargs) -> list:
+        """Call ``method(actor)`` on every rank; lists travel once through the object store."""
         refs = [ray.put(a) if isinstance(a, list | tuple) else a for a in args]
-        return self.group.get(lambda actor: getattr(actor, method).remote(*refs, **kwargs),
+        return self.group.get(lambda actor: method(actor).remote(*refs, **kwargs),
                               timeout=self.call_timeout_s)
 
     def configure_optimizer(self, optimizer: OptimizerConfig, total_steps: int) -> None:
-        self._all("configure_optimizer", optimizer, total_steps)
+        self._all(lambda a: a.configure_optimizer, optimizer, total_steps)
 
     def compute_logprobs(self, samples: Sequence[PolicySample]) -> list[list[float]]:
-        return self._all("compute_logprobs", list(samples))[0]
+        return self._all(lambda a: a.compute_logprobs, list(samples))[0]
 
     def policy_step(self, samples: Sequence[PolicySample], loss: PolicyLoss,
                     old_logprobs: Sequence[Sequence[float]] | None = None) -> dict[str, float]:
         old = None if old_logprobs is None else ray.put([list(r) for r in old_logprobs])
-        return self._all("policy_step", list(samples), loss, old_logprobs=old)[0]
+        return self._all(lambda a: a.policy_step, list(samples), loss, old_logprobs=old)[0]
 
     def sft_step(self, demos: Sequence[Demonstration],
                  aggregation: SFTAggregation = SFTAggregation.TOKEN_MEAN,
                  max_seq_tokens: int = 1024) -> dict[str, float]:
-        return self._all("sft_step", list(demos), aggregation, max_seq_tokens)[0]
+        return self._all(lambda a: a.sft_step, list(demos), aggregation, max_seq_tokens)[0]
+
+    def reset_model(self, path: str | Path) -> None:
+        self._all(lambda a: a.reset_model, str(path))
+
+    def save_state(self, path: str | Path) -> None:
+        self._all(lambda a: a.save_state, str(path))
+
+    def load_state(self, path: str | Path) -> None:
+        self._all(lambda a: a.load_state, str(path))
 
     def save_hf(self, path: str | Path) -> Path:
-        self._all("save_hf", str(path))
+        self._all(lambda a: a.save_hf, str(path))
         return Path(path)
 
     def weight_manifest(self) -> WeightManifest:

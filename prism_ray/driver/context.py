@@ -1,12 +1,21 @@
-"""What the phases of one run share: config, paths, roles, counters, the evaluation table."""
+"""What the phases of one run share: config, paths, roles, counters, checkpoints, evaluations.
+
+Phase runners talk to the run only through this object: ``start`` tells them where to begin
+(a fresh phase, or the step and data position a resumed run stopped at), ``after_step``
+writes periodic checkpoints, ``end_phase`` exports the phase's models and seals a checkpoint
+at the phase boundary.
+"""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prism_ray.config import RunConfig
 from prism_ray.driver.assets import RunAssets
+from prism_ray.driver.checkpoint import CheckpointManager, DriverState
+from prism_ray.driver.datasets import Cursor
 from prism_ray.driver.progress import PhaseProgress
 from prism_ray.driver.roles import Roles
 from prism_ray.driver.tracking import Tracker
@@ -19,9 +28,13 @@ class RunContext:
     assets: RunAssets
     roles: Roles
     tracker: Tracker
+    checkpoints: CheckpointManager
+    phase_index: int = 0
     step: int = 0  # global optimizer-step counter across phases
     version: int = 0  # weight version served by the rollout workers
     evaluations: list[dict] = field(default_factory=list)
+    resume: DriverState | None = None  # set while the phase that was interrupted restarts
+    resume_dir: Path | None = None
 
     @property
     def metrics_file(self) -> Path:
@@ -34,10 +47,64 @@ class RunContext:
     def phase_seed(self, phase) -> int:
         return self.config.seed if phase.seed is None else phase.seed
 
-    def publish_weights(self) -> None:
-        """Bring the rollout workers to the learner's current weights (new version)."""
-        if self.roles.sync is not None:
-            stats = self.roles.sync.push(self.version + 1)
-            self.version = stats.version
-            print(f"[sync] v{stats.version}: {stats.bytes / 2**20:.1f} MiB in "
-                  f"{stats.seconds:.2f}s ({stats.gb_per_s:.2f} GB/s, {stats.buckets} buckets)")
+    def step_seed(self, phase, round_index: int = 0) -> int:
+        """Sampling seed of one rollout call: a function of the run, the step and the round,
+        so a resumed run samples exactly what the uninterrupted one would have."""
+        return random.Random(f"{self.phase_seed(phase)}:{self.step}:{round_index}").getrandbits(31)
+
+    # ── phase lifecycle ─────────────────────────────────────────
+
+    def start(self, phase, num_records: int) -> tuple[int, Cursor]:
+        """(first phase step, data cursor) — fresh, or where an interrupted run stopped. Call
+        after the phase has configured its optimizers: learner states are restored here."""
+        state, self.resume = self.resume, None
+        if state is None or state.phase_done:
+            return 0, Cursor(num_records, self.phase_seed(phase))
+        print(f"[resume] {phase.name}: continuing at step {state.phase_step + 1}")
+        for name, learner in self._learners():
+            learner.load_state(self.resume_dir / name)
+        self.publish_weights(state.version)
+        return state.phase_step, Cursor.from_state(state.cursor)
+
+    def after_step(self, phase, phase_step: int, cursor: Cursor) -> None:
+        every = self.config.checkpoint.every_steps
+        if every and self.step % every == 0:
+            self._save(DriverState(self.phase_index, phase_step + 1, False, self.step,
+                                   self.version, cursor.state(), self.tracker.run_id,
+                                   list(self.evaluations)), learner_state=True)
+
+    def end_phase(self, phase) -> None:
+        """Export the phase's models (HF format) and seal a phase-boundary checkpoint."""
+        exports = self.run_dir / "phases" / phase.name
+        for name, learner in self._learners():
+            learner.save_hf(exports / name)
+        state = DriverState(self.phase_index, 0, True, self.step, self.version, None,
+                            self.tracker.run_id, list(self.evaluations))
+        path = self._save(state, learner_state=False, exports=exports)
+        print(f"[checkpoint] {phase.name} done: models in {exports}, checkpoint {path.name}")
+
+    def publish_weights(self, version: int | None = None) -> None:
+        """Bring the rollout workers to the learner's current weights."""
+        if self.roles.sync is None:
+            return
+        stats = self.roles.sync.push(self.version + 1 if version is None else version)
+        self.version = stats.version
+        print(f"[sync] v{stats.version}: {stats.bytes / 2**20:.1f} MiB in {stats.seconds:.2f}s "
+              f"({stats.gb_per_s:.2f} GB/s, {stats.buckets} buckets)")
+
+    # ── internals ───────────────────────────────────────────────
+
+    def _learners(self):
+        for name in ("policy", "discriminator"):
+            learner = getattr(self.roles, name)
+            if learner is not None:
+                yield name, learner
+
+    def _save(self, state: DriverState, learner_state: bool, exports: Path | None = None) -> Path:
+        tmp = self.checkpoints.begin(state.step)
+        if learner_state:
+            for name, learner in self._learners():
+                learner.save_state(tmp / name)
+        if exports is not None:
+            (tmp / "exports").write_text(str(exports.resolve()) + "\n")
+        return self.checkpoints.commit(tmp, state)

@@ -50,5 +50,13 @@ def evaluation_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def eval_settings(config) -> EvalPhase | None:
+    """The run's evaluation settings: its first enabled eval phase (also used at phase ends)."""
+    return next((p for p in config.phases if p.kind == "eval" and p.enabled), None)
+
+
 def run_eval(phase: EvalPhase, ctx: RunContext) -> None:
+    if any(row["weights"] == f"v{ctx.version}" for row in ctx.evaluations):
+        print(f"[{phase.name}] weights v{ctx.version} already evaluated (see the table above)")
+        return
     evaluate(ctx, phase, label=phase.name)

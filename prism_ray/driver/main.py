@@ -7,9 +7,10 @@ from pathlib import Path
 
 from prism_ray.config import RunConfig, dump_config
 from prism_ray.driver.assets import prepare_assets
+from prism_ray.driver.checkpoint import CheckpointManager, DriverState
 from prism_ray.driver.cluster import start_ray, stop_ray
 from prism_ray.driver.context import RunContext
-from prism_ray.driver.evaluation import evaluation_table, run_eval
+from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table, run_eval
 from prism_ray.driver.plots import write_plots
 from prism_ray.driver.rlvr import run_rlvr
 from prism_ray.driver.roles import Roles
@@ -23,18 +24,17 @@ PHASE_RUNNERS = {
 }
 
 
-def run(config: RunConfig) -> RunContext:
+def run(config: RunConfig, resume: bool = False) -> RunContext:
     started = time.time()
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(config))
     print(f"[run] {config.name} → {run_dir} (resolved config: {run_dir / 'config.yaml'})")
-    unsupported = [p.name for p in config.phases if p.enabled and p.kind not in PHASE_RUNNERS]
-    if unsupported:
-        raise NotImplementedError(f"phases not supported by this version: {unsupported}; "
-                                  "disable them with phases.<name>.enabled=false")
-
-    tracker = Tracker(config, run_dir)
+    checkpoints = CheckpointManager(run_dir, config.checkpoint.keep_last)
+    found = checkpoints.latest() if resume else None
+    if resume and found is None:
+        print("[resume] no complete checkpoint yet: starting from the beginning")
+    tracker = Tracker(config, run_dir, run_id=found[1].tracking_run_id if found else None)
     tracker.log_artifact(run_dir / "config.yaml")
     print(f"[run] tracking: {tracker.uri if tracker.enabled else 'off'}")
     resources = start_ray(config.cluster)
@@ -45,16 +45,16 @@ def run(config: RunConfig) -> RunContext:
         assets = prepare_assets(config, run_dir)
         print(plan_table(config))
         roles = Roles.build(config, assets)
-        ctx = RunContext(config, run_dir, assets, roles, tracker)
-        for phase in config.phases:
+        ctx = RunContext(config, run_dir, assets, roles, tracker, checkpoints)
+        first = restore(ctx, *found) if found else 0
+        if first == 0:
+            evaluate_if_new(ctx, "start")
+        for index, phase in enumerate(config.phases[first:], start=first):
+            ctx.phase_index = index
             if not phase.enabled:
                 print(f"[run] skipping phase {phase.name}")
                 continue
-            phase_started = time.time()
-            print(f"[run] ── phase {phase.name} ({phase.kind}) ──")
-            PHASE_RUNNERS[phase.kind](phase, ctx)
-            finish_phase(ctx, phase)
-            print(f"[run] phase {phase.name} done in {time.time() - phase_started:.1f}s")
+            run_phase(ctx, phase)
         status = "FINISHED"
     finally:
         if roles is not None:
@@ -65,8 +65,56 @@ def run(config: RunConfig) -> RunContext:
     return ctx
 
 
-def finish_phase(ctx: RunContext, phase) -> None:
-    """Phase-end outputs: plots and the evaluation table, also as tracking artifacts."""
+def run_phase(ctx: RunContext, phase) -> None:
+    phase_started = time.time()
+    print(f"[run] ── phase {phase.name} ({phase.kind}) ──")
+    if phase.init_from and ctx.resume is None:
+        start_from(ctx, Path(phase.init_from))
+    PHASE_RUNNERS[phase.kind](phase, ctx)
+    if phase.kind != "eval":
+        evaluate_if_new(ctx, phase.name)
+        ctx.end_phase(phase)
+    write_outputs(ctx)
+    print(f"[run] phase {phase.name} done in {time.time() - phase_started:.1f}s")
+
+
+def restore(ctx: RunContext, path: Path, state: DriverState) -> int:
+    """Bring a fresh set of roles to a checkpoint; returns the index of the phase to run."""
+    ctx.step, ctx.version, ctx.evaluations = state.step, state.version, list(state.evaluations)
+    where = "finished" if state.phase_done else f"phase step {state.phase_step}"
+    print(f"[resume] from {path.name}: step {state.step}, phase #{state.phase_index} ({where})")
+    if not state.phase_done:
+        ctx.resume, ctx.resume_dir = state, path
+        return state.phase_index
+    start_from(ctx, Path((path / "exports").read_text().strip()))
+    ctx.publish_weights(state.version)
+    return state.phase_index + 1
+
+
+def start_from(ctx: RunContext, directory: Path) -> None:
+    """Load HF checkpoints (``<directory>/policy``, ``<directory>/discriminator``, or a plain
+    policy checkpoint directory) into the learners."""
+    for name in ("policy", "discriminator"):
+        learner = getattr(ctx.roles, name)
+        source = directory / name
+        if learner is not None and source.is_dir():
+            learner.reset_model(source)
+        elif name == "policy" and learner is not None and (directory / "config.json").exists():
+            learner.reset_model(directory)
+
+
+def evaluate_if_new(ctx: RunContext, label: str) -> None:
+    """Held-out evaluation of the current weights, once per weight version."""
+    phase = eval_settings(ctx.config)
+    if phase is None or ctx.roles.rollout is None or ctx.roles.verifier is None:
+        return
+    if any(row["weights"] == f"v{ctx.version}" for row in ctx.evaluations):
+        return
+    evaluate(ctx, phase, label)
+
+
+def write_outputs(ctx: RunContext) -> None:
+    """Plots and the evaluation table, also as tracking artifacts."""
     for path in write_plots(ctx.metrics_file, ctx.run_dir / "plots"):
         ctx.tracker.log_artifact(path, "plots")
     if ctx.evaluations:

@@ -4,7 +4,7 @@ learner receives and, for DAPO, in dynamic sampling and the overlong penalty her
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prism_ray.config.phases import DAPO, RLVRPhase
 from prism_ray.driver.datasets import Cursor, load_records
@@ -26,20 +26,21 @@ class RLVRStepper:
     phase: RLVRPhase
     prompts: list[RLPrompt]
     cursor: Cursor
-    roles: object  # driver.roles.Roles
+    ctx: object  # driver.context.RunContext: roles, seeds, weight version
     progress: object  # driver.progress.PhaseProgress
 
-    def sampling(self, rollout_sampling) -> SamplingParams:
+    def sampling(self, rollout_sampling, seed: int) -> SamplingParams:
         s = self.phase.sampling or rollout_sampling
         return SamplingParams(n=self.phase.samples_per_prompt, temperature=s.temperature,
                               top_p=s.top_p, top_k=s.top_k,
-                              max_tokens=self.phase.max_response_tokens)
+                              max_tokens=self.phase.max_response_tokens, seed=seed)
 
-    def step(self, version: int, rollout_sampling) -> tuple[dict[str, float], int]:
+    def step(self, rollout_sampling) -> tuple[dict[str, float], int]:
         """Run one step; returns (metrics, response tokens trained on)."""
         from prism_ray.actors.policy import PolicyLoss
 
-        params = self.sampling(rollout_sampling)
+        ctx = self.ctx
+        params = self.sampling(rollout_sampling, ctx.step_seed(self.phase))
         with self.progress.timer("rollout+verify"):
             scored, sampling_metrics = self._collect(params)
         metrics = {f"rollout/{k}": v for k, v in outcome_metrics(scored).items()}
@@ -50,11 +51,12 @@ class RLVRStepper:
         samples, adv_metrics = policy_samples(scored)
         metrics.update({f"advantage/{k}": v for k, v in adv_metrics.items()})
         with self.progress.timer("policy_update"):
-            learner = self.roles.policy.policy_step(samples, PolicyLoss.for_rlvr(
+            learner = self.ctx.roles.policy.policy_step(samples, PolicyLoss.for_rlvr(
                 self.phase.algorithm))
         metrics.update({f"policy/{k}": v for k, v in learner.items()})
         with self.progress.timer("weight_sync"):
-            stats = self.roles.sync.push(version + 1)
+            stats = self.ctx.roles.sync.push(ctx.version + 1)
+            ctx.version = stats.version
         metrics.update({"sync/bytes": float(stats.bytes), "sync/seconds": stats.seconds,
                         "sync/gb_per_s": stats.gb_per_s})
         return metrics, sum(len(s.response_ids) for s in samples)
@@ -69,7 +71,8 @@ class RLVRStepper:
         kept: list[ScoredGroups] = []
         have, rounds, seen = 0, 0, 0
         while have < want and rounds < dynamic.max_rounds:
-            batch = self._round(int(round(want * dynamic.oversample)), algorithm, params)
+            round_params = replace(params, seed=self.ctx.step_seed(self.phase, rounds))
+            batch = self._round(int(round(want * dynamic.oversample)), algorithm, round_params)
             useful, _ = informative_groups(batch)
             kept.append(useful)
             have += len(useful.prompts)
@@ -81,10 +84,10 @@ class RLVRStepper:
 
     def _round(self, num_prompts: int, algorithm, params: SamplingParams) -> ScoredGroups:
         prompts = [self.prompts[i] for i in self.cursor.take(num_prompts)]
-        groups = self.roles.rollout.generate(prompts, params)
+        groups = self.ctx.roles.rollout.generate(prompts, params)
         requests = [VerifyRequest(r.text, p.ground_truth, p.equivalent_answers)
                     for p, group in zip(prompts, groups) for r in group]
-        report = self.roles.verifier.score(requests, self.phase.reward)
+        report = self.ctx.roles.verifier.score(requests, self.phase.reward)
         overlong = algorithm if isinstance(algorithm, DAPO) else None
         return flatten_groups(prompts, groups, report.results, overlong)
 
@@ -94,16 +97,15 @@ def run_rlvr(phase: RLVRPhase, ctx) -> None:
     print(f"[{phase.name}] {phase.algorithm.name.upper()}: {len(prompts)} prompts, "
           f"{phase.steps} steps × {phase.prompts_per_step} prompts × {phase.samples_per_prompt}")
     ctx.roles.policy.configure_optimizer(phase.optimizer, phase.steps * phase.updates_per_step)
+    first, cursor = ctx.start(phase, len(prompts))
     progress = ctx.progress(phase, phase.steps, headline=HEADLINE)
-    stepper = RLVRStepper(phase, prompts, Cursor(len(prompts), ctx.phase_seed(phase)),
-                          ctx.roles, progress)
-    for phase_step in range(phase.steps):
-        metrics, tokens = stepper.step(ctx.version, ctx.config.rollout.sampling)
-        if "sync/bytes" in metrics:
-            ctx.version += 1
+    stepper = RLVRStepper(phase, prompts, cursor, ctx, progress)
+    for phase_step in range(first, phase.steps):
+        metrics, tokens = stepper.step(ctx.config.rollout.sampling)
         ctx.step += 1
         progress.step(phase_step, ctx.step, metrics, tokens=tokens)
+        ctx.after_step(phase, phase_step, cursor)
 
 
 HEADLINE = ("rollout/reward", "rollout/accuracy", "rollout/format_rate", "rollout/response_len",
-            "policy/loss", "policy/logprob_mismatch_abs")
+            "policy/loss", "policy/rollout_mismatch_abs")

@@ -28,6 +28,7 @@ def needed_roles(config: RunConfig) -> set[str]:
     for phase in config.phases:
         if phase.enabled:
             roles |= NEEDS[phase.kind]
+    # An enabled eval phase also evaluates at the start and after every training phase.
     return roles
 
 

@@ -128,3 +128,32 @@ def build_engine(
         config=deepspeed_config(learner, optimizer, world_size),
     )
     return engine
+
+
+STATE_TAG = "state"
+
+
+def save_engine_state(engine, directory: str, rank: int) -> None:
+    """Weights, optimizer, schedule and this rank's RNG streams (a collective on all ranks).
+
+    These are DeepSpeed's own shards (pickled); they are read back only by a resume of the
+    same run. Exported models, the files meant to be shared, are safetensors.
+    """
+    rng = {"torch": torch.get_rng_state(), "python": __import__("random").getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    engine.save_checkpoint(directory, tag=STATE_TAG, client_state={f"rng_rank{rank}": rng})
+
+
+def load_engine_state(engine, directory: str, rank: int) -> None:
+    """Restore what ``save_engine_state`` wrote; the engine must be built for the same phase."""
+    _, client = engine.load_checkpoint(directory, tag=STATE_TAG, load_optimizer_states=True,
+                                       load_lr_scheduler_states=True)
+    if client is None:
+        raise RuntimeError(f"no learner state under {directory} (tag {STATE_TAG!r})")
+    rng = client.get(f"rng_rank{rank}")
+    if rng is not None:
+        torch.set_rng_state(rng["torch"])
+        __import__("random").setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
