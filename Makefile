@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 RECIPE  ?= recipes/tiny.yaml
 OUT     ?= runs/demo
 
-.PHONY: install demo test test-all lint run clean
+.PHONY: install demo test test-all lint run submit mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,8 +31,24 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check prism_ray tests
 
+## A recipe on a local Ray cluster:  make run RECIPE=recipes/tiny.yaml ARGS="phases.rlvr.steps=4"
 run: $(STAMP)
-	$(BIN)/prism-ray run $(RECIPE)
+	$(BIN)/prism-ray run $(RECIPE) $(ARGS)
+
+## A recipe as a job on a Ray cluster (token: $$RAY_AUTH_TOKEN or ~/.ray/auth_token):
+##   make submit RECIPE=recipes/qwen3vl-8b-prism-dapo.yaml ADDRESS=http://127.0.0.1:8265 \
+##        [CLUSTER=clusters/gpu-2x8.yaml] [ARGS="rollout.num_workers=6 --no-follow"]
+submit: $(STAMP)
+	@test -n "$(ADDRESS)" || { echo "make submit needs ADDRESS=http://HEAD:8265"; exit 2; }
+	$(BIN)/prism-ray submit --address $(ADDRESS) $(if $(CLUSTER),--cluster $(CLUSTER)) \
+		$(RECIPE) $(ARGS)
+
+## The MLflow UI of one run, on 127.0.0.1 only:  make mlflow-ui RUN=runs/prism-tiny [PORT=5000]
+mlflow-ui: $(STAMP)
+	@test -f "$(RUN)/mlflow.db" || { echo "needs RUN=runs/<name> holding mlflow.db"; exit 2; }
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(or $(PORT),5000) --workers 1 \
+		--backend-store-uri sqlite:///$(abspath $(RUN))/mlflow.db \
+		--default-artifact-root file://$(abspath $(RUN))/mlartifacts
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
