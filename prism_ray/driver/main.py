@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from prism_ray.config import RunConfig, dump_config
+from prism_ray.driver.align import run_align, run_disc_warmup
 from prism_ray.driver.assets import prepare_assets
 from prism_ray.driver.checkpoint import CheckpointManager, DriverState
 from prism_ray.driver.cluster import start_ray, stop_ray
@@ -19,6 +20,8 @@ from prism_ray.driver.tracking import Tracker
 
 PHASE_RUNNERS = {
     "sft": run_sft,
+    "disc_warmup": run_disc_warmup,
+    "align": run_align,
     "rlvr": run_rlvr,
     "eval": run_eval,
 }

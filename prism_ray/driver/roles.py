@@ -61,6 +61,15 @@ class Roles:
                     f"{config.rollout.backend.value} worker(s)")
                 roles.rollout = RolloutPool(assets.policy, config.rollout, seed=config.seed,
                                             env_vars=env, placement_timeout_s=timeout)
+            if "discriminator" in wanted:
+                from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
+
+                d = config.discriminator
+                log(f"[roles] discriminator learner: {d.learner.num_ranks} rank(s), "
+                    f"{d.num_experts} experts top-{d.top_k}, ZeRO-{d.learner.zero_stage}")
+                roles.discriminator = DiscriminatorLearnerGroup(
+                    assets.discriminator, d, config.seed, env_vars=env,
+                    placement_timeout_s=timeout)
             if "verifier" in wanted:
                 from prism_ray.actors.verifier import VerifierPool
 
