@@ -93,3 +93,57 @@ class VerifyRequest:
     response: str
     ground_truth: str
     equivalent_answers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DiscriminatorItem:
+    """One prompt for the discriminator: the teacher's segments (scored once per prompt) and
+    the n student responses to compare with them.
+
+    Student responses are whole response texts; the teacher is given as its two segments.
+    ``models.segments`` turns both into token segments by the same procedure.
+    """
+
+    uid: str
+    question: str
+    images: tuple[bytes, ...]
+    teacher_caption: str
+    teacher_cot: str
+    student_responses: tuple[str, ...]
+
+    @staticmethod
+    def join(caption: str, cot: str) -> str:
+        """Two segments as one response in the canonical layout (``prompting.format_response``
+        puts a newline between them), so they can be split exactly like a rollout."""
+        return f"{caption}\n{cot}"
+
+    @property
+    def teacher_response(self) -> str:
+        return self.join(self.teacher_caption, self.teacher_cot)
+
+    @classmethod
+    def from_warmup(cls, pair: WarmupPair) -> DiscriminatorItem:
+        """A warm-up pair: one student response, rebuilt from its two segments."""
+        student = cls.join(pair.student_caption, pair.student_cot)
+        return cls(pair.uid, pair.prompt, (pair.image,), pair.teacher_caption,
+                   pair.teacher_cot, (student,))
+
+    @classmethod
+    def from_prompt(cls, prompt: RLPrompt, responses: tuple[str, ...]) -> DiscriminatorItem:
+        """An alignment prompt with its n rollout texts (needs the teacher columns)."""
+        if prompt.teacher_caption is None or prompt.teacher_cot is None:
+            raise ValueError(f"prompt '{prompt.uid}' has no teacher_caption/teacher_cot")
+        return cls(prompt.uid, prompt.question, prompt.images, prompt.teacher_caption,
+                   prompt.teacher_cot, tuple(responses))
+
+
+@dataclass(frozen=True)
+class DiscriminatorScores:
+    """Clipped scores of one ``DiscriminatorItem``: the teacher's once, each student's per
+    rollout. Format-invalid students score 0 and are marked invalid."""
+
+    teacher_caption: float
+    teacher_reasoning: float
+    student_caption: tuple[float, ...]
+    student_reasoning: tuple[float, ...]
+    valid: tuple[bool, ...]
