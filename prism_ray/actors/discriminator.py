@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from prism_ray.actors.group import RayWorker
+from prism_ray.actors.learner import EngineLearner
 from prism_ray.algo.discriminator import bradley_terry_loss, clip_scores
-from prism_ray.config.schema import DiscriminatorConfig, OptimizerConfig
-from prism_ray.learner.engine import TORCH_DTYPES, build_engine, init_distributed
+from prism_ray.config.schema import DiscriminatorConfig, LearnerConfig
+from prism_ray.learner.engine import TORCH_DTYPES, init_distributed
 from prism_ray.learner.metrics import StepMetrics
 from prism_ray.learner.microbatch import (
     Normaliser,
@@ -40,18 +40,6 @@ from prism_ray.models.segments import EncodedItem, ViewScores, assemble, encode_
 from prism_ray.types import DiscriminatorItem, DiscriminatorScores
 
 
-def gather_ordered(local: list, total: int, rank: int, world_size: int) -> list:
-    """Rank r holds results for indices r::world; returns all of them in global order."""
-    parts = [local]
-    if dist.is_initialized() and world_size > 1:
-        parts = [None] * world_size
-        dist.all_gather_object(parts, local)
-    out = [None] * total
-    for r, part in enumerate(parts):
-        out[r::world_size] = part
-    return out
-
-
 def terminator_id(tokenizer, token: str) -> int:
     """The one token every scored segment ends with; it must be a single known token."""
     token_id = tokenizer.convert_tokens_to_ids(token)
@@ -60,7 +48,7 @@ def terminator_id(tokenizer, token: str) -> int:
     return int(token_id)
 
 
-class DiscriminatorLearner(RayWorker):
+class DiscriminatorLearner(EngineLearner):
     def __init__(self, rank: int, world_size: int, model_path: str,
                  config: DiscriminatorConfig, seed: int = 0) -> None:
         super().__init__(rank, world_size)
@@ -82,29 +70,23 @@ class DiscriminatorLearner(RayWorker):
         self.processor = load_processor(self.model_path)
         self.spec = VisionSpec.from_processor(self.processor)
         self.terminator = terminator_id(self.processor.tokenizer, self.config.terminator)
-        if is_discriminator_checkpoint(self.model_path):
-            self.model = load_discriminator(self.model_path, self.dtype, self.device)
-        else:
-            self.model = build_discriminator(self.model_path, self.config, self.seed,
-                                             self.dtype, self.device)
+        self.model = self._load(self.model_path)
         return backend
 
-    def configure_optimizer(self, optimizer_config: OptimizerConfig, total_steps: int) -> None:
-        """A fresh AdamW and schedule for a phase (warm-up, then alignment). An existing engine
-        is rebuilt from its gathered weights: ZeRO engines cannot swap optimizers."""
-        if self.engine is not None:
-            state = gather_full_state(self.engine.module)
-            config = self.engine.module.config
-            self.engine.destroy()
-            self.engine = None
-            self.model = self._rebuilt(state, config)
-        if self.config.learner.zero_stage == 3:
-            self._mark_moe_leaves(self.model)
-        self.engine = build_engine(self.model, self.config.learner, optimizer_config,
-                                   total_steps, self.world_size)
-        self.model = None  # the engine owns (and may partition) the module now
+    @property
+    def learner_config(self) -> LearnerConfig:
+        return self.config.learner
 
-    def _rebuilt(self, state: dict[str, torch.Tensor], config) -> Discriminator:
+    def _load(self, path: str) -> Discriminator:
+        if is_discriminator_checkpoint(path):
+            return load_discriminator(path, self.dtype, self.device)
+        return build_discriminator(path, self.config, self.seed, self.dtype, self.device)
+
+    def _before_engine(self, model: Discriminator) -> None:
+        if self.config.learner.zero_stage == 3:
+            self._mark_moe_leaves(model)
+
+    def _rebuild(self, state: dict[str, torch.Tensor], config) -> Discriminator:
         from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import Qwen3VLMoeModel
 
         backbone = Qwen3VLMoeModel._from_config(config, dtype=self.dtype)
@@ -124,18 +106,12 @@ class DiscriminatorLearner(RayWorker):
 
         set_z3_leaf_modules(model, [Qwen3VLMoeTextSparseMoeBlock])
 
-    def _unwrapped(self) -> Discriminator:
-        return self.engine.module if self.engine is not None else self.model
-
-    def _module(self):
-        return self.engine if self.engine is not None else self.model
-
     # ── forward passes ──────────────────────────────────────────
 
     def _encode(self, items: Sequence[DiscriminatorItem]) -> tuple[list[EncodedItem], EncodedItem]:
         """This rank's shard, encoded, and the padding item (the first global one)."""
         mine = [encode_item(self.processor, items[i])
-                for i in range(self.rank, len(items), self.world_size)]
+                for i in self._shard(len(items))]
         pad = mine[0] if self.rank == 0 and mine else encode_item(self.processor, items[0])
         return mine, pad
 
@@ -171,7 +147,7 @@ class DiscriminatorLearner(RayWorker):
             views, _ = self._views(batch, group, with_aux=False)
             for p, j in enumerate(chosen):
                 local[j] = self._item_scores(views, p, encoded[j])
-        return gather_ordered(local, len(items), self.rank, self.world_size)
+        return self._gather_ordered(local, len(items))
 
     def _item_scores(self, views: ViewScores, p: int, item: EncodedItem) -> DiscriminatorScores:
         limit, rows = self.config.score_clip, views.prompt_index == p

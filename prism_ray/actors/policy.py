@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from prism_ray.actors.group import RayWorker
+from prism_ray.actors.learner import EngineLearner
 from prism_ray.algo import (
     Aggregation,
     ClipConfig,
@@ -27,13 +27,10 @@ from prism_ray.algo import (
     sft_loss,
 )
 from prism_ray.config.phases import DAPO, GRPO, GSPO, AlignPhase
-from prism_ray.config.schema import LearnerConfig, OptimizerConfig
+from prism_ray.config.schema import LearnerConfig
 from prism_ray.learner.engine import (
     TORCH_DTYPES,
-    build_engine,
     init_distributed,
-    load_engine_state,
-    save_engine_state,
 )
 from prism_ray.learner.metrics import StepMetrics
 from prism_ray.learner.microbatch import (
@@ -105,7 +102,7 @@ def _padded(rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor
     return out
 
 
-class PolicyLearner(RayWorker, WeightSender):
+class PolicyLearner(EngineLearner, WeightSender):
     """One rank. ``WeightSender`` adds ``sync_connect``/``sync_send`` on top of
     ``gathered_buckets`` (the broadcast to rollout workers lives in ``sync``)."""
 
@@ -120,8 +117,6 @@ class PolicyLearner(RayWorker, WeightSender):
 
     def setup(self, master_addr: str, port: int) -> str:
         """Join the process group, load model and processor. Returns the backend name."""
-        from transformers import AutoModelForImageTextToText
-
         from prism_ray.models.processor import load_processor
 
         backend = init_distributed(self.rank, self.world_size, master_addr, port)
@@ -130,46 +125,27 @@ class PolicyLearner(RayWorker, WeightSender):
         self.dtype = TORCH_DTYPES[self.config.dtype]
         self.processor = load_processor(self.model_path)
         self.spec = VisionSpec.from_processor(self.processor)
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            self.model_path, dtype=self.dtype).to(self.device)
+        self.model = self._load(self.model_path)
         return backend
 
-    def reset_model(self, path: str) -> None:
-        """Drop the engine and load weights from an HF checkpoint (a phase's ``init_from``, or
-        a resume at a phase boundary); the next ``configure_optimizer`` builds the engine."""
+    @property
+    def learner_config(self) -> LearnerConfig:
+        return self.config
+
+    def _rebuild(self, state: dict[str, torch.Tensor], config) -> torch.nn.Module:
         from transformers import AutoModelForImageTextToText
 
-        if self.engine is not None:
-            self.engine.destroy()
-            self.engine = None
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            str(path), dtype=self.dtype).to(self.device)
+        model = AutoModelForImageTextToText.from_config(config, dtype=self.dtype)
+        model.load_state_dict(state, strict=False)  # buffers (rotary tables) are rebuilt
+        return model.to(self.device)
 
-    def configure_optimizer(self, optimizer_config: OptimizerConfig, total_steps: int) -> None:
-        """A fresh AdamW and schedule for a phase. An existing engine is rebuilt from its current
-        (gathered) weights: swapping the optimizer inside a ZeRO engine is not supported."""
+    def _load(self, path: str) -> torch.nn.Module:
         from transformers import AutoModelForImageTextToText
 
-        if self.engine is not None:
-            state = gather_full_state(self.engine.module)
-            config = self.engine.module.config
-            self.engine.destroy()
-            self.engine = None
-            self.model = AutoModelForImageTextToText.from_config(config, dtype=self.dtype)
-            self.model.load_state_dict(state, strict=False)
-            self.model.to(self.device)
-        self.engine = build_engine(self.model, self.config, optimizer_config, total_steps,
-                                   self.world_size)
-        self.model = None  # the engine owns (and may partition) the module now
+        return AutoModelForImageTextToText.from_pretrained(
+            path, dtype=self.dtype, use_safetensors=True).to(self.device)
 
     # ── forward passes ──────────────────────────────────────────
-
-    def _shard(self, total: int) -> list[int]:
-        """Global indices this rank learns on: r, r + world, r + 2·world, ..."""
-        return list(range(self.rank, total, self.world_size))
-
-    def _module(self):
-        return self.engine if self.engine is not None else self.model
 
     def _items(self, samples: Sequence[PolicySample], indices: Sequence[int]
                ) -> list[SequenceItem]:
@@ -197,17 +173,6 @@ class PolicyLearner(RayWorker, WeightSender):
 
     def _logits(self, batch: Batch) -> torch.Tensor:
         return self._module()(**batch.model_inputs()).logits
-
-    def _gather_ordered(self, local: list, total: int) -> list:
-        """Rank r holds results for indices r::world; returns all of them in global order."""
-        parts = [local]
-        if dist.is_initialized() and self.world_size > 1:
-            parts = [None] * self.world_size
-            dist.all_gather_object(parts, local)
-        out = [None] * total
-        for rank, part in enumerate(parts):
-            out[rank::self.world_size] = part
-        return out
 
     @torch.no_grad()
     def compute_logprobs(self, samples: Sequence[PolicySample]) -> list[list[float]]:
@@ -320,9 +285,6 @@ class PolicyLearner(RayWorker, WeightSender):
 
     # ── checkpoints and weight sync ─────────────────────────────
 
-    def _unwrapped(self) -> torch.nn.Module:
-        return self.engine.module if self.engine is not None else self.model
-
     def weight_manifest(self) -> WeightManifest:
         """Names, full shapes, dtypes and bytes of every parameter (no collective)."""
         return manifest_of(self._unwrapped())
@@ -340,13 +302,6 @@ class PolicyLearner(RayWorker, WeightSender):
     def full_state_dict(self, bucket_bytes: int = 64 * 2**20) -> dict[str, torch.Tensor]:
         """Every parameter, full, on CPU (a collective: call it on all ranks)."""
         return gather_full_state(self._unwrapped(), bucket_bytes)
-
-    def save_state(self, path: str) -> None:
-        """Resume state: DeepSpeed shards of weights/optimizer/schedule + RNG (collective)."""
-        save_engine_state(self.engine, path, self.rank)
-
-    def load_state(self, path: str) -> None:
-        load_engine_state(self.engine, path, self.rank)
 
     def save_hf(self, path: str) -> None:
         """Rank 0 writes model (safetensors) + processor files; all ranks take part in the

@@ -1,53 +1,28 @@
-"""The policy learner group: a gang of ``PolicyLearner`` ranks, their rendezvous and fan-out.
-
-Each step's list goes into the object store once and every rank receives the same reference;
-ranks shard it themselves (rank r takes r::world) and return global results, so the group
-returns rank 0's answer. Calls are collectives: they always go to every rank.
-"""
+"""The policy learner group (see ``learner_group`` for the fan-out rules)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import ray
 
-from prism_ray.actors.group import ActorGroup
+from prism_ray.actors.learner_group import LearnerGroup
 from prism_ray.actors.policy import PolicyLearner, PolicyLoss
 from prism_ray.algo import SFTAggregation
-from prism_ray.config.schema import LearnerConfig, OptimizerConfig
+from prism_ray.config.schema import LearnerConfig
 from prism_ray.learner.weights import WeightManifest
 from prism_ray.types import Demonstration, PolicySample
 
 
-class PolicyLearnerGroup:
+class PolicyLearnerGroup(LearnerGroup):
     def __init__(self, model_path: str | Path, config: LearnerConfig, seed: int = 0,
-                 env_vars: dict[str, str] | None = None,
-                 placement_timeout_s: float = 120.0,
+                 env_vars: dict[str, str] | None = None, placement_timeout_s: float = 120.0,
                  call_timeout_s: float | None = None) -> None:
-        # A hung collective (a rank that died mid-step) surfaces as GetTimeoutError, not a hang.
-        self.config, self.call_timeout_s = config, call_timeout_s
-        self.group = ActorGroup(
-            "policy", PolicyLearner, config.num_ranks, config.resources, gang=True,
-            placement_timeout_s=placement_timeout_s, env_vars=env_vars,
-            init_kwargs={"model_path": str(model_path), "learner_config": config, "seed": seed},
-        )
-        addr, port = self.group.master_address()
-        self.backend = self.group.get(lambda a: a.setup.remote(addr, port))[0]
-
-    @property
-    def actors(self) -> list:
-        return self.group.actors
-
-    def _all(self, method: Callable[[Any], Any], *args, **kwargs) -> list:
-        """Call ``method(actor)`` on every rank; lists travel once through the object store."""
-        refs = [ray.put(a) if isinstance(a, list | tuple) else a for a in args]
-        return self.group.get(lambda actor: method(actor).remote(*refs, **kwargs),
-                              timeout=self.call_timeout_s)
-
-    def configure_optimizer(self, optimizer: OptimizerConfig, total_steps: int) -> None:
-        self._all(lambda a: a.configure_optimizer, optimizer, total_steps)
+        self.config = config
+        super().__init__("policy", PolicyLearner, config,
+                         {"model_path": str(model_path), "learner_config": config, "seed": seed},
+                         env_vars, placement_timeout_s, call_timeout_s)
 
     def compute_logprobs(self, samples: Sequence[PolicySample]) -> list[list[float]]:
         return self._all(lambda a: a.compute_logprobs, list(samples))[0]
@@ -62,19 +37,6 @@ class PolicyLearnerGroup:
                  max_seq_tokens: int = 1024) -> dict[str, float]:
         return self._all(lambda a: a.sft_step, list(demos), aggregation, max_seq_tokens)[0]
 
-    def reset_model(self, path: str | Path) -> None:
-        self._all(lambda a: a.reset_model, str(path))
-
-    def save_state(self, path: str | Path) -> None:
-        self._all(lambda a: a.save_state, str(path))
-
-    def load_state(self, path: str | Path) -> None:
-        self._all(lambda a: a.load_state, str(path))
-
-    def save_hf(self, path: str | Path) -> Path:
-        self._all(lambda a: a.save_hf, str(path))
-        return Path(path)
-
     def weight_manifest(self) -> WeightManifest:
         return ray.get(self.actors[0].weight_manifest.remote())
 
@@ -83,6 +45,3 @@ class PolicyLearnerGroup:
         refs = self.group.each(lambda actor: actor.full_state_dict.remote(bucket_bytes))
         ray.wait(refs, num_returns=len(refs))
         return ray.get(refs[0])
-
-    def shutdown(self) -> None:
-        self.group.shutdown()

@@ -1,0 +1,164 @@
+"""RolloutPool: an elastic group of RolloutWorkers and the spreading of prompts over them.
+
+Scheduling: a prompt's group of ``n`` samples is the unit (GRPO needs the group together and
+one engine call samples it), costed at ``n`` samples. Units go, in prompt order, to the
+worker with the least outstanding work (submitted and not yet collected, across calls still
+in flight); each worker gets one call; results are gathered by object refs and put back in
+prompt order.
+
+Elasticity contract: ``add_workers(k)`` starts ``k`` workers from the pool's checkpoint, so
+they hold the *initial* weights. If the pool was built with ``on_new_workers``, that callable
+receives the new actor handles before ``add_workers`` returns and must bring them to the
+current weights (e.g. the weight-sync broadcast to those actors); otherwise the caller must
+do so with the returned handles before the next ``generate``. ``generate(...,
+expect_version=v)`` checks every rollout's ``weight_version`` and raises on a stale worker.
+``remove_workers(k)`` stops the ``k`` most recently added workers; only between calls (no
+submission in flight), and at least one worker stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from prism_ray.actors.group import ActorGroup
+from prism_ray.actors.rollout import RolloutWorker, sampling_params
+from prism_ray.config.schema import RolloutConfig
+from prism_ray.types import RLPrompt, Rollout, SamplingParams
+
+ROLE = "rollout"
+
+
+@dataclass
+class PendingRollouts:
+    """Work submitted to the pool; ``RolloutPool.collect`` turns it into rollouts."""
+
+    num_prompts: int
+    refs: list[Any]  # one ObjectRef per worker call
+    indices: list[list[int]]  # prompt positions each call covers
+    costs: list[tuple[int, int]]  # (worker key, cost) to release on collection
+
+
+class RolloutPool:
+    def __init__(
+        self, config: RolloutConfig, checkpoint: str | Path, *,
+        placement_timeout_s: float = 120.0, seed: int = 0, dtype: str = "auto",
+        env_vars: dict[str, str] | None = None,
+        on_new_workers: Callable[[list[Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_new_workers = on_new_workers
+        self.group = ActorGroup(
+            ROLE, RolloutWorker, config.num_workers, config.resources, gang=False,
+            placement_timeout_s=placement_timeout_s, env_vars=env_vars,
+            init_kwargs=dict(checkpoint=str(checkpoint), backend=config.backend,
+                             sampling=config.sampling, vllm=config.vllm, seed=seed,
+                             dtype=dtype),
+        )
+        self._outstanding: dict[int, int] = {}  # id(actor handle) → samples in flight
+
+    # ── generation ──────────────────────────────────────────────
+
+    def default_params(self, n: int = 1, max_tokens: int = 256) -> SamplingParams:
+        return sampling_params(self.config.sampling, n=n, max_tokens=max_tokens)
+
+    def generate(
+        self, prompts: Sequence[RLPrompt], params: SamplingParams,
+        expect_version: int | None = None,
+    ) -> list[list[Rollout]]:
+        """``params.n`` rollouts per prompt, in prompt order (blocking)."""
+        return self.collect(self.submit(prompts, params), expect_version)
+
+    def submit(self, prompts: Sequence[RLPrompt], params: SamplingParams) -> PendingRollouts:
+        actors = self.group.actors
+        plan = self._assign(len(prompts), params.n, actors)
+        refs, indices, costs = [], [], []
+        for actor, positions in zip(actors, plan):
+            if not positions:
+                continue
+            refs.append(actor.generate.remote([prompts[i] for i in positions], params))
+            indices.append(positions)
+            costs.append((id(actor), len(positions) * params.n))
+        for key, cost in costs:
+            self._outstanding[key] = self._outstanding.get(key, 0) + cost
+        return PendingRollouts(len(prompts), refs, indices, costs)
+
+    def collect(
+        self, pending: PendingRollouts, expect_version: int | None = None
+    ) -> list[list[Rollout]]:
+        try:
+            results = ray.get(pending.refs)
+        finally:
+            for key, cost in pending.costs:
+                self._outstanding[key] = self._outstanding.get(key, 0) - cost
+        ordered: list[list[Rollout]] = [[] for _ in range(pending.num_prompts)]
+        for positions, groups in zip(pending.indices, results):
+            for position, group in zip(positions, groups, strict=True):
+                ordered[position] = group
+        if expect_version is not None:
+            _check_versions(ordered, expect_version)
+        return ordered
+
+    def _assign(self, num_prompts: int, n: int, actors: list[Any]) -> list[list[int]]:
+        """Greedy least-loaded: each prompt (cost n) to the worker with the least work."""
+        load = [self._outstanding.get(id(a), 0) for a in actors]
+        plan: list[list[int]] = [[] for _ in actors]
+        for position in range(num_prompts):
+            worker = min(range(len(actors)), key=load.__getitem__)
+            plan[worker].append(position)
+            load[worker] += n
+        return plan
+
+    # ── membership ──────────────────────────────────────────────
+
+    @property
+    def num_workers(self) -> int:
+        return len(self.group)
+
+    def add_workers(self, count: int) -> list[Any]:
+        """Start ``count`` workers (see the module doc for the weight contract)."""
+        new = self.group.add(count)
+        ray.get([actor.ready.remote() for actor in new])
+        if self._on_new_workers is not None:
+            self._on_new_workers(new)
+        return new
+
+    def remove_workers(self, count: int) -> None:
+        if any(self._outstanding.get(id(a), 0) for a in self.group.actors):
+            raise RuntimeError(f"{ROLE}: cannot remove workers while rollouts are in flight")
+        leaving = self.group.actors[-count:] if count > 0 else []
+        self.group.remove(count)
+        for actor in leaving:
+            self._outstanding.pop(id(actor), None)
+
+    # ── fan-out ─────────────────────────────────────────────────
+
+    def weight_versions(self) -> list[int]:
+        return self.group.get(lambda a: a.weight_version.remote())
+
+    def sleep(self) -> None:
+        self.group.get(lambda a: a.sleep.remote())
+
+    def wake_up(self) -> None:
+        self.group.get(lambda a: a.wake_up.remote())
+
+    def shutdown(self) -> None:
+        self.group.shutdown()
+        self._outstanding.clear()
+
+    def __enter__(self) -> RolloutPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def _check_versions(groups: list[list[Rollout]], expected: int) -> None:
+    stale = {r.weight_version for group in groups for r in group} - {expected}
+    if stale:
+        raise RuntimeError(f"{ROLE}: rollouts with weight version(s) {sorted(stale)}, expected "
+                           f"{expected}: a worker missed a weight sync")
