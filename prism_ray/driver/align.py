@@ -64,7 +64,9 @@ def run_align(phase: AlignPhase, ctx) -> None:
     progress = ctx.progress(phase, phase.steps, headline=ALIGN_HEADLINE)
     stepper = AlignStepper(phase, prompts, cursor, ctx, progress)
     for phase_step in range(first, phase.steps):
+        ctx.before_step()
         metrics, tokens = stepper.step()
+        metrics["rollout/num_workers"] = float(ctx.roles.rollout.num_workers)
         ctx.step += 1
         progress.step(phase_step, ctx.step, metrics, tokens=tokens)
         ctx.after_step(phase, phase_step, cursor)

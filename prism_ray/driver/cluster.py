@@ -6,18 +6,28 @@ import os
 
 from prism_ray.config.run import ClusterConfig
 
+# Quiet defaults for every actor (a user's cluster.env_vars win): progress bars of checkpoint
+# writes and tokenizer fork warnings would otherwise interleave with the step lines.
+ACTOR_ENV = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
+}
+
 # Ray's "local cluster" switch: with clustering off, a local head binds to 127.0.0.1 instead
 # of the machine's external interface, so nothing of a laptop/CI run is reachable from outside.
 _LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> dict:
-    """Start (address None) or join a Ray cluster; returns its resources."""
+def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> tuple[dict, bool]:
+    """Start (address None) or join a Ray cluster; returns (its resources, whether this call
+    connected — False when the process was already connected, e.g. by an embedding program)."""
     import ray
 
     if ray.is_initialized():
-        return ray.cluster_resources()
-    runtime_env = {"env_vars": dict(cluster.env_vars)} if cluster.env_vars else None
+        return ray.cluster_resources(), False
+    runtime_env = {"env_vars": {**ACTOR_ENV, **cluster.env_vars}}
     if cluster.address is None:
         for key, value in _LOCAL_ONLY.items():
             os.environ.setdefault(key, value)
@@ -30,7 +40,7 @@ def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> dict:
         )
     else:
         ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=log_to_driver)
-    return ray.cluster_resources()
+    return ray.cluster_resources(), True
 
 
 def stop_ray() -> None:

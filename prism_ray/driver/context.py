@@ -83,6 +83,15 @@ class RunContext:
         path = self._save(state, learner_state=False, exports=exports)
         print(f"[checkpoint] {phase.name} done: models in {exports}, checkpoint {path.name}")
 
+    def before_step(self) -> None:
+        """Elastic rollout: apply ``rollout.resize_at`` for the step about to run."""
+        target = self.config.rollout.resize_at.get(self.step)
+        if target is not None and self.roles.rollout is not None \
+                and target != self.roles.rollout.num_workers:
+            print(f"[rollout] step {self.step}: {self.roles.rollout.num_workers} → {target} "
+                  "workers")
+            self.roles.resize_rollout(target)
+
     def publish_weights(self, version: int | None = None) -> None:
         """Bring the rollout workers to the learner's current weights."""
         if self.roles.sync is None:

@@ -40,7 +40,7 @@ def run(config: RunConfig, resume: bool = False) -> RunContext:
     tracker = Tracker(config, run_dir, run_id=found[1].tracking_run_id if found else None)
     tracker.log_artifact(run_dir / "config.yaml")
     print(f"[run] tracking: {tracker.uri if tracker.enabled else 'off'}")
-    resources = start_ray(config.cluster)
+    resources, connected = start_ray(config.cluster)
     print(f"[run] Ray cluster: {_describe(resources)}")
     roles = None
     status = "FAILED"  # anything that escapes below marks the MLflow run failed
@@ -62,7 +62,8 @@ def run(config: RunConfig, resume: bool = False) -> RunContext:
     finally:
         if roles is not None:
             roles.shutdown()
-        stop_ray()
+        if connected:
+            stop_ray()
         tracker.end(status)
     print(f"[run] done in {time.time() - started:.1f}s")
     return ctx

@@ -41,7 +41,7 @@ class RLVRStepper:
 
         ctx = self.ctx
         params = self.sampling(rollout_sampling, ctx.step_seed(self.phase))
-        with self.progress.timer("rollout+verify"):
+        with self.progress.timer("rollout_verify"):
             scored, sampling_metrics = self._collect(params)
         metrics = {f"rollout/{k}": v for k, v in outcome_metrics(scored).items()}
         metrics.update({f"rollout/{k}": v for k, v in sampling_metrics.items()})
@@ -101,7 +101,9 @@ def run_rlvr(phase: RLVRPhase, ctx) -> None:
     progress = ctx.progress(phase, phase.steps, headline=HEADLINE)
     stepper = RLVRStepper(phase, prompts, cursor, ctx, progress)
     for phase_step in range(first, phase.steps):
+        ctx.before_step()
         metrics, tokens = stepper.step(ctx.config.rollout.sampling)
+        metrics["rollout/num_workers"] = float(ctx.roles.rollout.num_workers)
         ctx.step += 1
         progress.step(phase_step, ctx.step, metrics, tokens=tokens)
         ctx.after_step(phase, phase_step, cursor)

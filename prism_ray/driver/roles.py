@@ -59,7 +59,7 @@ class Roles:
 
                 log(f"[roles] rollout: {config.rollout.num_workers} × "
                     f"{config.rollout.backend.value} worker(s)")
-                roles.rollout = RolloutPool(assets.policy, config.rollout, seed=config.seed,
+                roles.rollout = RolloutPool(config.rollout, assets.policy, seed=config.seed,
                                             env_vars=env, placement_timeout_s=timeout)
             if "discriminator" in wanted:
                 from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
@@ -87,18 +87,18 @@ class Roles:
 
         backend = "nccl" if self.config.policy.resources.num_gpus > 0 else "gloo"
         sync = WeightSync(self.policy.actors, backend, SYNC_BUCKET_BYTES)
-        sync.connect(self.rollout.actors)
+        sync.connect(self.rollout.group.actors)
         return sync
 
     def resize_rollout(self, num_workers: int) -> None:
         """Scale rollout between steps; new workers receive the current weights at once."""
-        current = len(self.rollout.actors)
+        current = self.rollout.num_workers
         if num_workers > current:
             self.rollout.add_workers(num_workers - current)
         elif num_workers < current:
             self.rollout.remove_workers(current - num_workers)
         if self.sync is not None:
-            self.sync.connect(self.rollout.actors)
+            self.sync.connect(self.rollout.group.actors)
             self.sync.push(self.sync.version)
 
     def shutdown(self) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger("prism_ray.tracking")
 _SECRET_KEY = re.compile(r"secret|passw(or)?d|(token|api[_-]?key|access[_-]?key|credentials?|auth)$",
                          re.IGNORECASE)
 REDACTED = "***"
+_METRIC_NAME_BAD = re.compile(r"[^A-Za-z0-9_\-. :/]")
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
 
 
@@ -94,8 +95,8 @@ class Tracker:
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                     if isinstance(v, (int, float))]
+            batch = [Metric(_METRIC_NAME_BAD.sub("_", k), float(v), now, step)
+                     for k, v in metrics.items() if isinstance(v, (int, float))]
             for i in range(0, len(batch), 1000):
                 self._client.log_batch(self.run_id, metrics=batch[i:i + 1000])
 

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prism_ray.driver.cluster import start_ray, stop_ray
 
-    resources = start_ray(config.cluster, log_to_driver=False)
+    resources, _ = start_ray(config.cluster, log_to_driver=False)
     print(f"[probe] joined Ray {ray.__version__} cluster with {len(ray.nodes())} node(s)")
     print("\n".join(report(config, resources)))
     stop_ray()

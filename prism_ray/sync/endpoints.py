@@ -5,8 +5,9 @@
 iterates in lockstep (under ZeRO-3 each bucket is a collective gather). Rank 0 packs each
 bucket and broadcasts it; the other ranks only take part in the gathers.
 
-``WeightReceiver`` (rollout workers) needs ``load_weights(named_tensors, version)``: it
-receives each bucket into one flat tensor, unpacks it into views and loads them.
+``WeightReceiver`` (rollout workers) needs ``load_weights(named_tensors, version, last)``: it
+receives each bucket into one flat tensor, unpacks it into views and loads them; ``last``
+marks the final bucket of a version (engines that fuse tensors apply complete blocks only).
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ class WeightReceiver:
         if group is None:
             raise RuntimeError("sync_receive before sync_connect")
         received = 0
-        for bucket in plan:
+        for i, bucket in enumerate(plan):
             flat = torch.empty(bucket.nbytes, dtype=torch.uint8, device=_device(group.backend))
             group.broadcast(flat, src=0)
-            self.load_weights(unpack(flat, bucket), version)
+            self.load_weights(unpack(flat, bucket), version, last=i == len(plan) - 1)
             received += flat.numel()
         return received
