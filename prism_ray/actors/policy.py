@@ -58,6 +58,7 @@ from prism_ray.models.batching import (
     sft_item,
 )
 from prism_ray.models.inputs import EncodedPrompt, encode_prompt
+from prism_ray.sync.cuda_ipc import IpcSender
 from prism_ray.sync.endpoints import WeightSender
 from prism_ray.sync.plan import Bucket
 from prism_ray.types import Demonstration, PolicySample
@@ -102,7 +103,7 @@ def _padded(rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor
     return out
 
 
-class PolicyLearner(EngineLearner, WeightSender):
+class PolicyLearner(EngineLearner, WeightSender, IpcSender):
     """One rank. ``WeightSender`` adds ``sync_connect``/``sync_send`` on top of
     ``gathered_buckets`` (the broadcast to rollout workers lives in ``sync``)."""
 

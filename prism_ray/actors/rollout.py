@@ -17,6 +17,7 @@ import torch
 from prism_ray.actors.group import RayWorker
 from prism_ray.config.schema import RolloutBackend, SamplingConfig, VllmOptions
 from prism_ray.rollout.base import RolloutEngine
+from prism_ray.sync.cuda_ipc import IpcReceiver
 from prism_ray.sync.endpoints import WeightReceiver
 from prism_ray.types import RLPrompt, Rollout, SamplingParams
 
@@ -53,7 +54,7 @@ def make_engine(
 # ── the actor ───────────────────────────────────────────────────
 
 
-class RolloutWorker(RayWorker, WeightReceiver):
+class RolloutWorker(RayWorker, WeightReceiver, IpcReceiver):
     def __init__(
         self, checkpoint: str | Path, backend: RolloutBackend = RolloutBackend.hf,
         sampling: SamplingConfig | None = None, vllm: VllmOptions | None = None,

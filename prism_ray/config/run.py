@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
@@ -40,6 +40,15 @@ class ClusterConfig(Frozen):
     env_vars: dict[str, str] = Field(default_factory=dict, description="set in every actor")
 
 
+class SyncConfig(Frozen):
+    """Weight sync learner → rollout workers."""
+
+    transport: Literal["auto", "broadcast", "cuda_ipc"] = Field(
+        "auto", description="auto: cuda_ipc when learner and rollout share GPUs (fractional "
+                            "num_gpus on both), else a broadcast group (NCCL on GPU, gloo on CPU)")
+    bucket_mb: int = Field(256, ge=1, description="bucket size; one collective per bucket")
+
+
 class TrackingConfig(Frozen):
     enabled: bool = True
     tracking_uri: str | None = Field(
@@ -69,6 +78,7 @@ class RunConfig(Frozen):
         min_length=1,
     )
     cluster: ClusterConfig = ClusterConfig()
+    sync: SyncConfig = SyncConfig()
     tracking: TrackingConfig = TrackingConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
 

@@ -77,7 +77,9 @@ class TinyModel(Frozen):
     """A Qwen3-VL-architecture model built in code with random weights (no download)."""
 
     kind: Literal["tiny"] = "tiny"
-    preset: Literal["policy", "discriminator"] = "policy"
+    preset: Literal["policy", "discriminator", "qwen3vl-2b-shape"] = Field(
+        "policy", description="qwen3vl-2b-shape: the published 2B shape, random weights "
+                              "(for GPU benchmarks)")
     seed: int = 0
 
 

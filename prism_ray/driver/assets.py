@@ -57,8 +57,11 @@ def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
     models_dir = run_dir / "models"
     if isinstance(policy, TinyModel) or isinstance(disc, TinyModel):
         seed = policy.seed if isinstance(policy, TinyModel) else disc.seed
-        if not _manifest_matches(models_dir / "policy" / "prism_tiny.json", seed=seed):
-            pending["tiny models"] = tiny_models.remote(str(models_dir), seed)
+        presets = (policy.preset if isinstance(policy, TinyModel) else "policy",
+                   disc.preset if isinstance(disc, TinyModel) else "discriminator")
+        if not _manifest_matches(models_dir / "policy" / "prism_tiny.json", seed=seed,
+                                 preset=presets[0]):
+            pending["tiny models"] = tiny_models.remote(str(models_dir), seed, *presets)
     for label in pending:
         print(f"[prepare] building {label} ...", flush=True)
     for label, ref in pending.items():
@@ -89,9 +92,9 @@ def _synthesize_task(out: str, seed: int, size: str, image_size: int) -> str:
     return ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
 
 
-def _tiny_models_task(out: str, seed: int) -> str:
+def _tiny_models_task(out: str, seed: int, policy_preset: str, disc_preset: str) -> str:
     from prism_ray.models.tiny import create_tiny_pair
 
-    policy, disc = create_tiny_pair(out, seed=seed)
+    policy, disc = create_tiny_pair(out, seed, policy_preset, disc_preset)
     sizes = [json.loads((p / "prism_tiny.json").read_text())["parameters"] for p in (policy, disc)]
     return f"policy {sizes[0]:,} params, discriminator backbone {sizes[1]:,} params"

@@ -20,7 +20,6 @@ NEEDS = {
     "rlvr": {"policy", "rollout", "verifier"},
     "eval": {"rollout", "verifier"},
 }
-SYNC_BUCKET_BYTES = 64 * 2**20
 
 
 def needed_roles(config: RunConfig) -> set[str]:
@@ -30,6 +29,18 @@ def needed_roles(config: RunConfig) -> set[str]:
             roles |= NEEDS[phase.kind]
     # An enabled eval phase also evaluates at the start and after every training phase.
     return roles
+
+
+def sync_backend(config: RunConfig) -> str:
+    """cuda_ipc | nccl | gloo for the configured transport and placement."""
+    learner_gpus = config.policy.resources.num_gpus
+    transport = config.sync.transport
+    if transport == "auto":
+        shared = 0 < learner_gpus < 1 and 0 < config.rollout.resources.num_gpus < 1
+        transport = "cuda_ipc" if shared else "broadcast"
+    if transport == "cuda_ipc":
+        return "cuda_ipc"
+    return "nccl" if learner_gpus > 0 else "gloo"
 
 
 @dataclass
@@ -85,8 +96,8 @@ class Roles:
     def _connect_sync(self):
         from prism_ray.sync.coordinator import WeightSync
 
-        backend = "nccl" if self.config.policy.resources.num_gpus > 0 else "gloo"
-        sync = WeightSync(self.policy.actors, backend, SYNC_BUCKET_BYTES)
+        sync = WeightSync(self.policy.actors, sync_backend(self.config),
+                          self.config.sync.bucket_mb * 2**20)
         sync.connect(self.rollout.group.actors)
         return sync
 

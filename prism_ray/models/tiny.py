@@ -36,13 +36,25 @@ class TinyShape:
     vision_hidden: int = 64
     vision_depth: int = 2
     vision_heads: int = 2
+    vision_intermediate: int | None = None  # default 2 × vision_hidden
     patch_size: int = 8
     vocab_size: int = 2048
+    max_image_side: int = 128
+    mrope_section: tuple[int, int, int] | None = None  # default: half of head_dim/2 on time
+    deepstack: tuple[int, ...] | None = None  # default: the last vision block
+    dtype: str = "float32"  # what the checkpoint is saved in
 
 
 PRESETS = {
     "policy": TinyShape(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384),
     "discriminator": TinyShape(hidden=128, layers=2, heads=4, kv_heads=2, intermediate=256),
+    # The published Qwen3-VL-2B shape with random weights (2.1 B parameters): for GPU
+    # benchmarks of the distributed system, where the weights' values do not matter.
+    "qwen3vl-2b-shape": TinyShape(
+        hidden=2048, layers=28, heads=16, kv_heads=8, intermediate=6144, vision_hidden=1024,
+        vision_depth=24, vision_heads=16, vision_intermediate=4096, patch_size=16,
+        vocab_size=151936, max_image_side=512, mrope_section=(24, 20, 20),
+        deepstack=(5, 11, 17), dtype="bfloat16"),
 }
 
 
@@ -50,8 +62,8 @@ def qwen3vl_config(shape: TinyShape, token_ids: dict[str, int]) -> Qwen3VLConfig
     head_dim = shape.hidden // shape.heads
     # M-RoPE splits head_dim/2 rotary frequencies over (time, height, width).
     half = head_dim // 2
-    mrope_section = [half - 2 * (half // 4), half // 4, half // 4]
-    grid = 128 // shape.patch_size  # largest image side / patch: position table is grid²
+    mrope_section = list(shape.mrope_section or (half - 2 * (half // 4), half // 4, half // 4))
+    grid = shape.max_image_side // shape.patch_size  # position table: grid² entries
     text = dict(
         vocab_size=shape.vocab_size,
         hidden_size=shape.hidden,
@@ -70,14 +82,14 @@ def qwen3vl_config(shape: TinyShape, token_ids: dict[str, int]) -> Qwen3VLConfig
     vision = dict(
         depth=shape.vision_depth,
         hidden_size=shape.vision_hidden,
-        intermediate_size=2 * shape.vision_hidden,
+        intermediate_size=shape.vision_intermediate or 2 * shape.vision_hidden,
         num_heads=shape.vision_heads,
         patch_size=shape.patch_size,
         spatial_merge_size=2,
         temporal_patch_size=2,
         out_hidden_size=shape.hidden,
         num_position_embeddings=grid * grid,
-        deepstack_visual_indexes=[shape.vision_depth - 1],
+        deepstack_visual_indexes=list(shape.deepstack or (shape.vision_depth - 1,)),
     )
     return Qwen3VLConfig(
         text_config=text,
@@ -130,13 +142,13 @@ def create_tiny_checkpoint(
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     model = build_tiny_model(shape, token_ids, seed)
     processor = ImageOnlyQwen3VLProcessor(
-        image_processor=build_image_processor(shape.patch_size),
+        image_processor=build_image_processor(shape.patch_size, max_side=shape.max_image_side),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.to(getattr(torch, shape.dtype)).save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     info = {"preset": preset, "seed": seed, "shape": asdict(shape),
             "parameters": sum(p.numel() for p in model.parameters())}
@@ -144,11 +156,12 @@ def create_tiny_checkpoint(
     return out
 
 
-def create_tiny_pair(out_dir: str | Path, seed: int = 0) -> tuple[Path, Path]:
+def create_tiny_pair(out_dir: str | Path, seed: int = 0, policy_preset: str = "policy",
+                     discriminator_preset: str = "discriminator") -> tuple[Path, Path]:
     """The embedded default: policy and discriminator backbone sharing one tokenizer."""
     out = Path(out_dir)
     tokenizer = train_tokenizer(default_corpus(seed), vocab_size=PRESETS["policy"].vocab_size)
-    policy = create_tiny_checkpoint(out / "policy", "policy", seed, tokenizer=tokenizer)
-    disc = create_tiny_checkpoint(out / "discriminator", "discriminator", seed + 1,
+    policy = create_tiny_checkpoint(out / "policy", policy_preset, seed, tokenizer=tokenizer)
+    disc = create_tiny_checkpoint(out / "discriminator", discriminator_preset, seed + 1,
                                   tokenizer=tokenizer)
     return policy, disc
