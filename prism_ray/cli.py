@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        # submit: overrides may follow options (`RECIPE --cluster F a.b=c`), as in Makefile ARGS.
-        if args.command != "submit" or any(x.startswith("-") or "=" not in x for x in extra):
+        # Overrides may follow options (`RECIPE --cluster F a.b=c`), as in Makefile ARGS.
+        takes_overrides = hasattr(args, "overrides")
+        if not takes_overrides or any(x.startswith("-") or "=" not in x for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     try:

@@ -94,7 +94,7 @@ def test_algorithm_choice_brings_its_published_optimizer():
     dapo = load_config(None, ["phases.rlvr.algorithm.name=dapo"]).phase("rlvr")
     assert dapo.algorithm.clip_high == 0.28 and dapo.algorithm.dual_clip == 10.0
     assert dapo.optimizer.weight_decay == 0.1 and dapo.optimizer.warmup_steps == 10
-    assert dapo.optimizer.lr == 1e-5  # the tiny pipeline's lr survives the switch
+    assert dapo.optimizer.lr == 2e-5  # the tiny pipeline's lr survives the switch
     gspo = load_config(None, ["phases.rlvr.algorithm.name=gspo"]).phase("rlvr")
     assert gspo.algorithm.clip_low == 3e-4 and gspo.algorithm.clip_high == 4e-4
     assert gspo.optimizer.warmup_ratio == 0.05
@@ -166,3 +166,18 @@ def test_cli_validate_and_show(tmp_path, capsys):
     assert "name: good" in out and "max_prompts: 9" in out
     assert main(["config", "show", str(good), "nonsense"]) == 2
     assert "key.path=value" in capsys.readouterr().err
+
+
+def test_remote_code_is_refused_and_overrides_may_follow_options(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="trust_remote_code is not supported"):
+        load_config(None, ["models.policy={kind: pretrained, path: org/model, "
+                           "trust_remote_code: true}"])
+    cluster = write(tmp_path, "c.yaml", "cluster: {num_cpus: 3}\n")
+    assert main(["config", "show", "--cluster", str(cluster), "seed=7"]) == 0
+    out = capsys.readouterr().out
+    assert "seed: 7" in out and "num_cpus: 3" in out
+
+
+def test_bench_recipes_validate():
+    for recipe in sorted((RECIPES[0].parent / "bench").glob("*.yaml")):
+        assert load_config(recipe).policy.dtype.value == "bfloat16"

@@ -11,8 +11,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.ray,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def test_cuda_ipc_sync_between_colocated_actors(tiny_pair, tmp_path):
-    import ray
+def test_cuda_ipc_sync_between_colocated_actors(ray_cluster, tiny_pair, tmp_path):
+    ray = ray_cluster
 
     from prism_ray.actors.policy import PolicyLoss
     from prism_ray.actors.policy_group import PolicyLearnerGroup
@@ -26,8 +26,7 @@ def test_cuda_ipc_sync_between_colocated_actors(tiny_pair, tmp_path):
 
     synthesize(tmp_path / "data", size="tiny")
     prompts = read_rl_parquet(tmp_path / "data" / "rlvr" / "train.parquet").records[:2]
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
-    try:
+    if True:
         half = Resources(num_cpus=1, num_gpus=0.5)
         policy = PolicyLearnerGroup(tiny_pair[0], LearnerConfig(resources=half, zero_stage=2))
         pool = RolloutPool(RolloutConfig(num_workers=1, resources=half), tiny_pair[0])
@@ -50,5 +49,3 @@ def test_cuda_ipc_sync_between_colocated_actors(tiny_pair, tmp_path):
         assert diff < 1e-3
         pool.shutdown()
         policy.shutdown()
-    finally:
-        ray.shutdown()

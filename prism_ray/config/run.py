@@ -19,14 +19,17 @@ from prism_ray.config.schema import (
 # The embedded default pipeline, written sparsely (only what differs from each phase's
 # published defaults). It is the first layer of every merge, so a recipe that does not
 # list phases inherits it and command-line overrides can address its phases by name.
+# Sized for a 2-core CPU in about 15 minutes; a tiny random-init model needs learning rates
+# far above the published ones (which are for 4B/8B models starting from an instruct model).
 DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
-    {"kind": "sft", "epochs": 1, "batch_size": 16, "max_seq_tokens": 512},
-    {"kind": "disc_warmup", "max_steps": 60, "batch_size": 16},
-    {"kind": "align", "steps": 16, "prompts_per_step": 4, "samples_per_prompt": 8,
-     "max_response_tokens": 160, "optimizer": {"lr": 1e-5}, "disc_optimizer": {"lr": 1e-5}},
-    {"kind": "rlvr", "steps": 16, "prompts_per_step": 8, "samples_per_prompt": 8,
-     "max_response_tokens": 160, "optimizer": {"lr": 1e-5}},
-    {"kind": "eval", "max_prompts": 128, "max_response_tokens": 160},
+    {"kind": "sft", "max_steps": 150, "batch_size": 16, "max_seq_tokens": 512,
+     "optimizer": {"lr": 2e-3}},
+    {"kind": "disc_warmup", "max_steps": 30, "batch_size": 16, "optimizer": {"lr": 5e-4}},
+    {"kind": "align", "steps": 8, "prompts_per_step": 4, "samples_per_prompt": 8,
+     "max_response_tokens": 160, "optimizer": {"lr": 2e-5}, "disc_optimizer": {"lr": 2e-4}},
+    {"kind": "rlvr", "steps": 12, "prompts_per_step": 8, "samples_per_prompt": 8,
+     "max_response_tokens": 160, "optimizer": {"lr": 2e-5}},
+    {"kind": "eval", "max_prompts": 64, "max_response_tokens": 160},
 )
 
 

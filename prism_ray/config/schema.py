@@ -88,8 +88,18 @@ class PretrainedModel(Frozen):
 
     kind: Literal["pretrained"] = "pretrained"
     path: str = Field(min_length=1)
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        False, description="never needed: Qwen3-VL is native to transformers; refused when on")
     dtype: Dtype = Dtype.bfloat16
+
+    @model_validator(mode="after")
+    def _no_remote_code(self) -> PretrainedModel:
+        # Secure default: a checkpoint cannot bring code to run on the cluster. The models
+        # prism-ray trains are native transformers architectures, so nothing needs it.
+        if self.trust_remote_code:
+            raise ValueError(f"{self.path}: trust_remote_code is not supported; prism-ray "
+                             "loads native transformers architectures only")
+        return self
 
 
 ModelSource = tagged_union("kind", "tiny", TinyModel, PretrainedModel)

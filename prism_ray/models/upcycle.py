@@ -126,5 +126,6 @@ def load_dense(path: str, dtype: torch.dtype = torch.float32,
     """A dense Qwen3-VL checkpoint (ours or a published one), for upcycling."""
     from transformers import Qwen3VLForConditionalGeneration
 
-    model = Qwen3VLForConditionalGeneration.from_pretrained(str(path), dtype=dtype)
+    model = Qwen3VLForConditionalGeneration.from_pretrained(str(path), dtype=dtype,
+                                                            use_safetensors=True)
     return model.to(device).eval()

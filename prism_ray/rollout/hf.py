@@ -54,7 +54,8 @@ class HFEngine(RolloutEngine):
         self.processor = load_processor(checkpoint)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"  # generation appends on the right
-        self.model = AutoModelForImageTextToText.from_pretrained(str(checkpoint), dtype=dtype)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            str(checkpoint), dtype=dtype, use_safetensors=True)
         self.model.to(self.device).eval()
         self.stop_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
         self.pad_id = self.tokenizer.pad_token_id

@@ -111,6 +111,10 @@ class VllmEngine(RolloutEngine):
         dtype: str = "auto",
     ) -> None:
         super().__init__()
+        # The engine core runs inside this process (the rollout actor is already a process of
+        # its own): weight buckets and CUDA IPC views reach reload_weights as tensors, with no
+        # RPC serialisation of a multi-GB iterator. A user's explicit setting still wins.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM  # lazy: optional dependency
 
         self.options = options or VllmOptions()
