@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from prism_ray.config import ConfigError, dump_config, load_config
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         if not takes_overrides or any(x.startswith("-") or "=" not in x for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
+    recipe = getattr(args, "recipe", None)
+    if recipe and "=" in recipe and not os.path.exists(recipe):
+        # `config show a.b=c`: an override where the optional recipe would go.
+        args.recipe, args.overrides = None, [recipe, *args.overrides]
     try:
         return _dispatch(args)
     except ConfigError as e:
