@@ -44,3 +44,13 @@ def ray_cluster():
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """The synthetic task at size "tiny", synthesized once: its directory."""
+    from prism_ray.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("tiny-data")
+    synthesize(root, size="tiny")
+    return root

@@ -21,14 +21,11 @@ from prism_ray.models.inputs import encode_prompt
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tiny_dataset):
     from prism_ray.data.readers import read_rl_parquet, read_sharegpt
-    from prism_ray.data.synthetic import synthesize
 
-    root = tmp_path_factory.mktemp("data")
-    synthesize(root, size="tiny")
-    return (read_rl_parquet(root / "rlvr/train.parquet").records,
-            read_sharegpt(root / "sft/teacher.json").records)
+    return (read_rl_parquet(tiny_dataset / "rlvr/train.parquet").records,
+            read_sharegpt(tiny_dataset / "sft/teacher.json").records)
 
 
 @pytest.fixture(scope="module")
