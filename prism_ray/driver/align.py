@@ -23,8 +23,8 @@ from prism_ray.types import (
     SamplingParams,
 )
 
-ALIGN_HEADLINE = ("rollout/format_rate", "rollout/response_len", "discriminator/accuracy_caption",
-                  "discriminator/gap_caption", "discriminator/gap_reasoning", "policy/loss")
+ALIGN_HEADLINE = ("rollout/format_rate", "rollout/response_len", "discriminator/accuracy_cap",
+                  "discriminator/gap_cap", "discriminator/gap_cot", "policy/loss")
 
 
 def run_disc_warmup(phase: DiscWarmupPhase, ctx) -> None:
@@ -38,8 +38,10 @@ def run_disc_warmup(phase: DiscWarmupPhase, ctx) -> None:
     disc.configure_optimizer(phase.optimizer, total)
     first, cursor = ctx.start(phase, len(items))
     progress = ctx.progress(phase, total, headline=("discriminator/loss",
-                                                    "discriminator/accuracy_caption",
-                                                    "discriminator/accuracy_reasoning"))
+                                                    "discriminator/accuracy_cap",
+                                                    "discriminator/accuracy_cot",
+                                                    "discriminator/gap_cap",
+                                                    "discriminator/gap_cot"))
     for phase_step in range(first, total):
         batch = [items[i] for i in cursor.take(phase.batch_size)]
         with progress.timer("disc_update"):
