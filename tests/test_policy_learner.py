@@ -192,3 +192,17 @@ def test_zero3_sft_lowers_the_loss_on_a_repeated_batch(zero3, data):
     demos = data[1][:4]
     losses = [zero3.sft_step(demos, max_seq_tokens=512)["loss"] for _ in range(4)]
     assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_an_alignment_step_moves_log_probs_along_the_advantage(tiny_pair, samples):
+    """PRISM alignment's policy update (PPO-clip, ε 0.2, dual-clip 3): rollouts with a
+    positive PRISM advantage become more likely, those with a negative one less likely."""
+    from prism_ray.config.phases import AlignPhase
+
+    learner = local_learner(tiny_pair[0], budget=100_000)
+    before = learner.compute_logprobs(samples)
+    learner.policy_step(samples, PolicyLoss.for_align(AlignPhase()))
+    after = learner.compute_logprobs(samples)
+    for sample, old, new in zip(samples, before, after):
+        change = sum(new) - sum(old)
+        assert change * sample.advantage > 0, (sample.advantage, change)
