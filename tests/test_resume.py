@@ -32,7 +32,7 @@ RECIPE = {
     "checkpoint": {"every_steps": 1, "keep_last": 2},
     "cluster": {"num_cpus": 2},
     "phases": [
-        {"kind": "sft", "data": TINY, "max_steps": 4, "batch_size": 4,
+        {"kind": "sft", "data": TINY, "epochs": 3, "max_steps": 8, "batch_size": 16,
          "optimizer": {"lr": 1e-3}},
         {"kind": "rlvr", "data": TINY, "steps": 3, "prompts_per_step": 2,
          "samples_per_prompt": 2, "max_response_tokens": 8, "optimizer": {"lr": 1e-4}},
@@ -95,14 +95,15 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tmp_path):
         procs.append(start(recipe, whole, temp))
         assert procs[-1].wait(timeout=900) == 0, (tmp_path / "whole.log").read_text()[-3000:]
 
-        # Kill inside the RLVR phase, after step 5 was checkpointed.
+        # Kill inside SFT, mid-phase: the resumed run needs the restored Adam moments, the
+        # schedule position and the data cursor to repeat the same arithmetic.
         procs.append(start(recipe, interrupted, temp))
         deadline = time.time() + 900
-        while steps_logged(interrupted) < 6 and procs[-1].poll() is None:
-            assert time.time() < deadline, "the run to interrupt never reached step 6"
-            time.sleep(0.2)
+        while steps_logged(interrupted) < 4 and procs[-1].poll() is None:
+            assert time.time() < deadline, "the run to interrupt never reached step 4"
+            time.sleep(0.1)
         kill_everything(procs[-1], temp)
-        assert steps_logged(interrupted) < 7, "killed too late: the run had finished"
+        assert steps_logged(interrupted) < 8, "killed too late: SFT had finished"
 
         procs.append(start(recipe, interrupted, temp, "--resume"))
         assert procs[-1].wait(timeout=900) == 0, \
@@ -120,7 +121,7 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tmp_path):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     ma, mb = last_by_step(whole), last_by_step(interrupted)
-    assert sorted(ma) == sorted(mb) == list(range(1, 8))
+    assert sorted(ma) == sorted(mb) == list(range(1, 12))
     for step, row in ma.items():
         for key, value in row.items():
             if any(key.endswith(c) for c in COMPARED):
