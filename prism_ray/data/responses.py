@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 from prism_ray.data.questions import Question
 from prism_ray.data.scenes import COLOR_NAMES, GRID, Scene, SceneObject
-from prism_ray.prompting import FORMAT_PATTERN, format_response
+from prism_ray.prompting import format_response
+from prism_ray.verify.format_gate import check_format
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ def student_segments(
 
 
 def split_segments(response: str) -> tuple[str, str]:
-    """The caption segment and the reasoning segment (FORMAT_PATTERN groups 1 and 2)."""
-    match = FORMAT_PATTERN.match(response)
-    if match is None:
+    """The caption segment and the reasoning segment, through the one format gate."""
+    gate = check_format(response)
+    if not gate.ok:
         raise ValueError(f"response does not follow the format: {response!r}")
-    return match.group(1), match.group(2)
+    return gate.caption, gate.reasoning
 
 
 def degraded_caption_lines(scene: Scene, rng: random.Random, fidelity: Fidelity) -> list[str]:
