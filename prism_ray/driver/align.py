@@ -20,7 +20,6 @@ from prism_ray.types import (
     PolicySample,
     RLPrompt,
     Rollout,
-    SamplingParams,
 )
 
 ALIGN_HEADLINE = ("rollout/format_rate", "rollout/response_len", "discriminator/accuracy_cap",
@@ -88,7 +87,7 @@ class AlignStepper:
         ctx, phase, roles = self.ctx, self.phase, self.ctx.roles
         prompts = [self.prompts[i] for i in self.cursor.take(phase.prompts_per_step)]
         with self.progress.timer("rollout"):
-            groups = roles.rollout.generate(prompts, self._sampling())
+            groups = roles.rollout.generate(prompts, ctx.rollout_params(phase))
         items = [DiscriminatorItem.from_prompt(p, tuple(r.text for r in g))
                  for p, g in zip(prompts, groups)]
         with self.progress.timer("disc_score"):
@@ -108,13 +107,6 @@ class AlignStepper:
         metrics.update(rollout_metrics(groups, scores))
         metrics.update({"sync/bytes": float(stats.bytes), "sync/gb_per_s": stats.gb_per_s})
         return metrics, sum(len(s.response_ids) for s in samples)
-
-    def _sampling(self) -> SamplingParams:
-        s = self.phase.sampling or self.ctx.config.rollout.sampling
-        return SamplingParams(n=self.phase.samples_per_prompt, temperature=s.temperature,
-                              top_p=s.top_p, top_k=s.top_k,
-                              max_tokens=self.phase.max_response_tokens,
-                              seed=self.ctx.step_seed(self.phase))
 
     def _advantages(self, scores: list[DiscriminatorScores]) -> tuple[torch.Tensor, dict]:
         cap = torch.tensor([s for sc in scores for s in sc.student_caption])

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prism_ray.actors.rollout import sampling_params
 from prism_ray.config import RunConfig
 from prism_ray.driver.assets import RunAssets
 from prism_ray.driver.checkpoint import CheckpointManager, DriverState
@@ -19,6 +20,7 @@ from prism_ray.driver.datasets import Cursor
 from prism_ray.driver.progress import PhaseProgress
 from prism_ray.driver.roles import Roles
 from prism_ray.driver.tracking import Tracker
+from prism_ray.types import SamplingParams
 
 
 @dataclass
@@ -46,6 +48,17 @@ class RunContext:
 
     def phase_seed(self, phase) -> int:
         return self.config.seed if phase.seed is None else phase.seed
+
+    def rollout_params(self, phase, round_index: int = 0) -> SamplingParams:
+        """Sampling of a policy-gradient phase's rollout call: the phase's sampling (or the
+        rollout role's), its group size and length, and this step's seed."""
+        return sampling_params(phase.sampling or self.config.rollout.sampling,
+                               n=phase.samples_per_prompt, max_tokens=phase.max_response_tokens,
+                               seed=self.step_seed(phase, round_index))
+
+    def already_evaluated(self) -> bool:
+        """Whether the current weight version has a row in the evaluation table."""
+        return any(row["weights"] == f"v{self.version}" for row in self.evaluations)
 
     def step_seed(self, phase, round_index: int = 0) -> int:
         """Sampling seed of one rollout call: a function of the run, the step and the round,

@@ -6,19 +6,20 @@ rate, mean response length), printed after each and kept for tracking.
 
 from __future__ import annotations
 
+from prism_ray.actors.rollout import sampling_params
 from prism_ray.config.phases import EvalPhase, RewardConfig
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import load_records
-from prism_ray.types import SamplingParams, VerifyRequest
+from prism_ray.driver.progress import text_table
+from prism_ray.types import VerifyRequest
 
 
 def evaluate(ctx: RunContext, phase: EvalPhase, label: str) -> dict[str, float]:
     prompts = load_records("eval", phase.data, ctx.assets.dataset_dir)
     if phase.max_prompts:
         prompts = prompts[: phase.max_prompts]
-    s = phase.sampling
-    params = SamplingParams(n=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                            max_tokens=phase.max_response_tokens, seed=ctx.phase_seed(phase))
+    params = sampling_params(phase.sampling, n=1, max_tokens=phase.max_response_tokens,
+                             seed=ctx.phase_seed(phase))
     groups = ctx.roles.rollout.generate(prompts, params)
     rollouts = [group[0] for group in groups]
     requests = [VerifyRequest(r.text, p.ground_truth, p.equivalent_answers)
@@ -44,10 +45,7 @@ def evaluation_table(rows: list[dict]) -> str:
         (r["after"], r["weights"], str(r["prompts"]), f"{r['accuracy']:.3f}",
          f"{r['format_rate']:.3f}", f"{r['response_len']:.1f}") for r in rows
     ]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(header))) for c in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(cells)
 
 
 def eval_settings(config) -> EvalPhase | None:
@@ -56,7 +54,7 @@ def eval_settings(config) -> EvalPhase | None:
 
 
 def run_eval(phase: EvalPhase, ctx: RunContext) -> None:
-    if any(row["weights"] == f"v{ctx.version}" for row in ctx.evaluations):
+    if ctx.already_evaluated():
         print(f"[{phase.name}] weights v{ctx.version} already evaluated (see the table above)")
         return
     evaluate(ctx, phase, label=phase.name)

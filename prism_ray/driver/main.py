@@ -13,6 +13,7 @@ from prism_ray.driver.cluster import start_ray, stop_ray
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table, run_eval
 from prism_ray.driver.plots import write_plots
+from prism_ray.driver.progress import text_table
 from prism_ray.driver.rlvr import run_rlvr
 from prism_ray.driver.roles import Roles
 from prism_ray.driver.sft import run_sft
@@ -112,7 +113,7 @@ def evaluate_if_new(ctx: RunContext, label: str) -> None:
     phase = eval_settings(ctx.config)
     if phase is None or ctx.roles.rollout is None or ctx.roles.verifier is None:
         return
-    if any(row["weights"] == f"v{ctx.version}" for row in ctx.evaluations):
+    if ctx.already_evaluated():
         return
     evaluate(ctx, phase, label)
 
@@ -132,10 +133,7 @@ def plan_table(config: RunConfig) -> str:
     for i, phase in enumerate(config.phases):
         rows.append((str(i), phase.name + ("" if phase.enabled else " (skipped)"), phase.kind,
                      _length(phase), ", ".join(s.kind for s in phase.data)))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(rows)
 
 
 def _length(phase) -> str:

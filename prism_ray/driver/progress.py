@@ -17,6 +17,15 @@ from pathlib import Path
 MetricsSink = Callable[[dict[str, float], int], None]
 
 
+def text_table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns, a rule under the first row (the header); plain text so it reads
+    the same in a terminal and a log file."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def _fmt_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

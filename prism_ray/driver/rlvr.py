@@ -4,7 +4,7 @@ learner receives and, for DAPO, in dynamic sampling and the overlong penalty her
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from prism_ray.config.phases import DAPO, RLVRPhase
 from prism_ray.driver.datasets import Cursor, load_records
@@ -29,18 +29,12 @@ class RLVRStepper:
     ctx: object  # driver.context.RunContext: roles, seeds, weight version
     progress: object  # driver.progress.PhaseProgress
 
-    def sampling(self, rollout_sampling, seed: int) -> SamplingParams:
-        s = self.phase.sampling or rollout_sampling
-        return SamplingParams(n=self.phase.samples_per_prompt, temperature=s.temperature,
-                              top_p=s.top_p, top_k=s.top_k,
-                              max_tokens=self.phase.max_response_tokens, seed=seed)
-
-    def step(self, rollout_sampling) -> tuple[dict[str, float], int]:
+    def step(self) -> tuple[dict[str, float], int]:
         """Run one step; returns (metrics, response tokens trained on)."""
         from prism_ray.actors.policy import PolicyLoss
 
         ctx = self.ctx
-        params = self.sampling(rollout_sampling, ctx.step_seed(self.phase))
+        params = ctx.rollout_params(self.phase)
         with self.progress.timer("rollout_verify"):
             scored, sampling_metrics = self._collect(params)
         metrics = {f"rollout/{k}": v for k, v in outcome_metrics(scored).items()}
@@ -71,8 +65,8 @@ class RLVRStepper:
         kept: list[ScoredGroups] = []
         have, rounds, seen = 0, 0, 0
         while have < want and rounds < dynamic.max_rounds:
-            round_params = replace(params, seed=self.ctx.step_seed(self.phase, rounds))
-            batch = self._round(int(round(want * dynamic.oversample)), algorithm, round_params)
+            batch = self._round(int(round(want * dynamic.oversample)), algorithm,
+                                self.ctx.rollout_params(self.phase, rounds))
             useful, _ = informative_groups(batch)
             kept.append(useful)
             have += len(useful.prompts)
@@ -102,7 +96,7 @@ def run_rlvr(phase: RLVRPhase, ctx) -> None:
     stepper = RLVRStepper(phase, prompts, cursor, ctx, progress)
     for phase_step in range(first, phase.steps):
         ctx.before_step()
-        metrics, tokens = stepper.step(ctx.config.rollout.sampling)
+        metrics, tokens = stepper.step()
         metrics["rollout/num_workers"] = float(ctx.roles.rollout.num_workers)
         ctx.step += 1
         progress.step(phase_step, ctx.step, metrics, tokens=tokens)
