@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", choices=["tiny", "small", "full"], default="small")
     synth.add_argument("--image-size", type=int, default=64)
     synth.add_argument("--overwrite", action="store_true")
+    synth.add_argument("--public-perception-error", type=float, default=None,
+                       help="public captions: chance an object is left out; the other "
+                            "perception errors scale with it (default: the schema's)")
+    synth.add_argument("--public-reasoning-error", type=float, default=None,
+                       help="public demonstrations: chance of a wrong answer "
+                            "(default: the schema's)")
 
     model = sub.add_parser("model", help="models")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -114,10 +120,21 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from prism_ray.config.schema import SyntheticData
     from prism_ray.data.synthetic import synthesize
 
+    # Through the schema: its defaults and its [0, 1] bounds, as in a recipe.
+    given = {"public_perception_error": args.public_perception_error,
+             "public_reasoning_error": args.public_reasoning_error}
+    try:
+        rates = SyntheticData(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as error:
+        print(f"prism-ray: {error}", file=sys.stderr)
+        return 2
     manifest = synthesize(args.out, seed=args.seed, size=args.size,
-                          image_size=args.image_size, overwrite=args.overwrite, progress=print)
+                          image_size=args.image_size, overwrite=args.overwrite, progress=print,
+                          public_perception_error=rates.public_perception_error,
+                          public_reasoning_error=rates.public_reasoning_error)
     print(f"wrote {args.out}: " + ", ".join(f"{k}={v}" for k, v in manifest["counts"].items()))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 import re
@@ -11,7 +12,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from prism_ray.config.schema import SyntheticData
 from prism_ray.data import DataError, corpus_texts, synthesize
+from prism_ray.data.fidelity import (
+    ClaimCheck,
+    caption_claims,
+    fidelity_rate,
+    scene_from_extra_info,
+)
 from prism_ray.data.questions import QuestionKind
 from prism_ray.data.responses import public_response, student_segments, teacher_response
 from prism_ray.data.scenes import Scene
@@ -69,6 +77,8 @@ def test_every_product_exists_with_its_row_count(tiny: Path) -> None:
     expected += [counts.align, counts.rlvr, counts.eval]
     assert manifest["counts"] == dict(zip(PRODUCTS, expected, strict=True))
     assert (manifest["seed"], manifest["size"], manifest["image_size"]) == (0, "tiny", 64)
+    rates = (manifest["public_perception_error"], manifest["public_reasoning_error"])
+    assert rates == (SyntheticData().public_perception_error, SyntheticData().public_reasoning_error)
     assert len(json.loads((tiny / "sft/teacher.json").read_text())) == counts.sft_teacher
     assert len(json.loads((tiny / "sft/public.json").read_text())) == counts.sft_public
     assert len((tiny / "warmup/pairs.jsonl").read_text().splitlines()) == counts.warmup
@@ -210,15 +220,63 @@ def test_public_source_is_lower_fidelity_at_the_configured_rate() -> None:
     assert same / len(examples) < 0.5
 
 
-@pytest.mark.parametrize("rate", [0.0, 1.0])
-def test_public_wrong_rate_reaches_the_written_file(tmp_path: Path, rate: float) -> None:
-    synthesize(tmp_path, seed=0, size="tiny", public_wrong_rate=rate)
+def _public_rows(root: Path) -> list[tuple[str, Example]]:
+    """(written public response, its example), rebuilt from the same seeded streams."""
     held_out = frozenset(e.scene for e in sample_examples(0, "eval", COUNTS[DatasetSize.tiny].eval))
-    rows = json.loads((tmp_path / "sft/public.json").read_text())
+    rows = json.loads((root / "sft/public.json").read_text())
     examples = sample_examples(0, "sft_public", len(rows), held_out)
-    answers = [_answer_of(row["messages"][-1]["content"]) for row in rows]
-    wrong = sum(a != e.question.answer for a, e in zip(answers, examples, strict=True))
+    return [(row["messages"][-1]["content"], e) for row, e in zip(rows, examples, strict=True)]
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_public_reasoning_error_reaches_the_written_file(tmp_path: Path, rate: float) -> None:
+    synthesize(tmp_path, seed=0, size="tiny", public_reasoning_error=rate)
+    rows = _public_rows(tmp_path)
+    wrong = sum(_answer_of(response) != e.question.answer for response, e in rows)
     assert wrong == rate * len(rows)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["public_reasoning_error"] == rate
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.25, 0.75])
+def test_public_perception_error_reaches_the_written_file(tmp_path: Path, rate: float) -> None:
+    synthesize(tmp_path, seed=0, size="tiny", public_perception_error=rate)
+    fidelity = fidelity_rate((response, e.scene) for response, e in _public_rows(tmp_path))
+    assert (fidelity == 1.0) if rate == 0.0 else (fidelity < 1.0)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["public_perception_error"] == rate
+
+
+def test_rates_outside_zero_one_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="perception_error"):
+        synthesize(tmp_path, size="tiny", public_perception_error=1.2)
+    assert not any(tmp_path.iterdir())
+
+
+def test_schema_defaults_are_the_synthesis_defaults() -> None:
+    source, defaults = SyntheticData(), inspect.signature(synthesize).parameters
+    assert source.public_perception_error == defaults["public_perception_error"].default
+    assert source.public_reasoning_error == defaults["public_reasoning_error"].default
+
+
+def test_rl_rows_carry_their_scene(tiny: Path) -> None:
+    eval_examples = sample_examples(0, "eval", COUNTS[DatasetSize.tiny].eval)
+    rows = pq.read_table(tiny / "eval/test.parquet").to_pylist()
+    assert [scene_from_extra_info(r["extra_info"]) for r in rows] == [
+        e.scene for e in eval_examples
+    ]
+    for row in pq.read_table(tiny / "align/train.parquet").to_pylist():
+        scene = scene_from_extra_info(row["extra_info"])
+        assert scene is not None
+        assert caption_claims(row["teacher_caption"], scene) == ClaimCheck(
+            _claim_count(scene), _claim_count(scene)
+        )
+    for row in pq.read_table(tiny / "rlvr/train.parquet").to_pylist():
+        assert scene_from_extra_info(row["extra_info"]) is not None
+
+
+def _claim_count(scene: Scene) -> int:
+    return 1 + 3 * len(scene.objects) + len(scene.digits())
 
 
 def test_student_segments_always_differ_from_the_teacher() -> None:

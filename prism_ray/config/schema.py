@@ -120,6 +120,15 @@ class SyntheticData(Frozen):
     size: SyntheticSize = SyntheticSize.small
     seed: int = 0
     image_size: int = Field(64, ge=16, le=1024)
+    public_perception_error: float = Field(
+        0.25, ge=0, le=1,
+        description="how often the public demonstrations' captions misperceive: the chance "
+                    "that an object is left out; wrong colour or shape, a missed digit, a "
+                    "hallucinated object and a miscounted header scale with it (0: captions "
+                    "as true as the teacher's). The teacher never errs")
+    public_reasoning_error: float = Field(
+        0.3, ge=0, le=1,
+        description="chance that a public demonstration reasons to a wrong answer")
 
 
 class ShareGPTData(Frozen):

@@ -2,8 +2,10 @@
 
 The teacher describes every object (colour, shape, digit, position), reasons in 1-2 terse lines
 and answers correctly. The public demonstrations and the student segments of the warm-up pairs
-are degraded copies of it (objects left out, wrong colours, digits not mentioned, skipped steps,
-wrong answers), mirroring the paper's teacher-curated vs public data.
+are degraded copies of it, mirroring the paper's teacher-curated vs public data: perception
+errors (objects left out or hallucinated, wrong colours or shapes, digits not mentioned, a
+miscounted header) and reasoning drift (skipped steps, wrong answers).
+`prism_ray.data.fidelity` measures the perception side.
 """
 
 from __future__ import annotations
@@ -12,41 +14,85 @@ import random
 from dataclasses import dataclass, replace
 
 from prism_ray.data.questions import Question
-from prism_ray.data.scenes import COLOR_NAMES, GRID, Scene, SceneObject
+from prism_ray.data.scenes import (
+    COLOR_NAMES,
+    DIGIT_PROBABILITY,
+    GRID,
+    SHAPES,
+    Scene,
+    SceneObject,
+)
 from prism_ray.prompting import format_response
 from prism_ray.verify.format_gate import check_format
 
 
 @dataclass(frozen=True)
 class Fidelity:
-    """How a writer degrades the teacher's response. Per-object or per-response probabilities."""
+    """How a writer degrades the teacher's response. Each field is a probability.
+
+    Perception, per object: drop_object (left out), wrong_color, wrong_shape, drop_digit (its
+    digit not mentioned). Perception, per caption: hallucinate (one extra object in an empty
+    cell), miscount (the header's count off by one). Style: drop_header. Reasoning, per
+    response: skip_steps, wrong_answer.
+    """
 
     drop_object: float
     wrong_color: float
+    wrong_shape: float
     drop_digit: float
+    hallucinate: float
+    miscount: float
     drop_header: float
     skip_steps: float
     wrong_answer: float
 
 
-# Public demonstrations: sparser captions, skipped steps, about 30% wrong answers.
+# The perception errors, which `public_fidelity` scales together.
+PERCEPTION_ERRORS = (
+    "drop_object", "wrong_color", "wrong_shape", "drop_digit", "hallucinate", "miscount"
+)  # fmt: skip
+
+# Public demonstrations: sparser, sometimes wrong captions, skipped steps, 30% wrong answers.
 PUBLIC = Fidelity(
     drop_object=0.25,
     wrong_color=0.1,
+    wrong_shape=0.1,
     drop_digit=0.3,
+    hallucinate=0.15,
+    miscount=0.1,
     drop_header=0.5,
     skip_steps=0.5,
     wrong_answer=0.3,
 )
-# Student segments: a little worse still, and never identical to the teacher (see student_segments).
+# The headline perception rate of the public profile: the chance that an object is left out.
+PUBLIC_PERCEPTION_ERROR = PUBLIC.drop_object
+# Student segments: a little worse still, and never identical to the teacher (see
+# student_segments). No shape, hallucination or count errors, so the warm-up pairs (and what
+# the discriminator learns from them) stay as they were before those kinds existed.
 STUDENT = Fidelity(
     drop_object=0.3,
     wrong_color=0.2,
+    wrong_shape=0.0,
     drop_digit=0.4,
+    hallucinate=0.0,
+    miscount=0.0,
     drop_header=0.5,
     skip_steps=0.6,
     wrong_answer=0.5,
 )
+
+
+def public_fidelity(perception_error: float, reasoning_error: float) -> Fidelity:
+    """The public profile at other rates. Every perception error probability scales by
+    perception_error / PUBLIC_PERCEPTION_ERROR (capped at 1), so `perception_error` is the
+    chance that an object is left out and 0 gives captions as true as the teacher's;
+    `reasoning_error` is the chance that the answer is wrong."""
+    for name, rate in (("perception_error", perception_error), ("reasoning_error", reasoning_error)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {rate}")
+    scale = perception_error / PUBLIC_PERCEPTION_ERROR
+    scaled = {name: min(1.0, getattr(PUBLIC, name) * scale) for name in PERCEPTION_ERRORS}
+    return replace(PUBLIC, wrong_answer=reasoning_error, **scaled)
 
 
 def describe(obj: SceneObject) -> str:
@@ -102,19 +148,51 @@ def split_segments(response: str) -> tuple[str, str]:
 
 
 def degraded_caption_lines(scene: Scene, rng: random.Random, fidelity: Fidelity) -> list[str]:
-    kept = []
-    for obj in scene.objects:
-        if rng.random() < fidelity.drop_object:
-            continue
-        if rng.random() < fidelity.wrong_color:
-            obj = replace(obj, color=_other(rng, COLOR_NAMES, obj.color))
-        if obj.digit is not None and rng.random() < fidelity.drop_digit:
-            obj = replace(obj, digit=None)
-        kept.append(obj)
+    perceived = (_perceive(obj, rng, fidelity) for obj in scene.objects)
+    kept = [obj for obj in perceived if obj is not None]
     kept = kept or [scene.objects[0]]  # a caption needs at least one bullet
+    if _happens(rng, fidelity.hallucinate):
+        kept = _with_hallucination(kept, scene, rng)
+    # The header counts the objects mentioned (wrong whenever some were left out or made up),
+    # and is sometimes miscounted on top.
+    count = len(kept)
+    if _happens(rng, fidelity.miscount):
+        count += 1 if count == 1 else rng.choice((-1, 1))
     lines = [describe(obj) for obj in kept]
-    # The header counts only the objects mentioned: a wrong count whenever some were left out.
-    return lines if rng.random() < fidelity.drop_header else [_header(len(kept)), *lines]
+    return lines if rng.random() < fidelity.drop_header else [_header(count), *lines]
+
+
+def _perceive(obj: SceneObject, rng: random.Random, fidelity: Fidelity) -> SceneObject | None:
+    """The object as a lower-fidelity writer sees it; None when it is left out."""
+    if rng.random() < fidelity.drop_object:
+        return None
+    if rng.random() < fidelity.wrong_color:
+        obj = replace(obj, color=_other(rng, COLOR_NAMES, obj.color))
+    if _happens(rng, fidelity.wrong_shape):
+        obj = replace(obj, shape=_other(rng, SHAPES, obj.shape))
+    if obj.digit is not None and rng.random() < fidelity.drop_digit:
+        obj = replace(obj, digit=None)
+    return obj
+
+
+def _happens(rng: random.Random, probability: float) -> bool:
+    # No draw at probability 0: an error kind a profile does not use leaves its stream (and so
+    # the bytes it writes, e.g. the student segments) exactly as before the kind existed.
+    return probability > 0 and rng.random() < probability
+
+
+def _with_hallucination(
+    kept: list[SceneObject], scene: Scene, rng: random.Random
+) -> list[SceneObject]:
+    """`kept` plus a made-up object in a cell that is empty in the scene, in reading order."""
+    occupied = {obj.cell for obj in scene.objects}
+    empty = [cell for cell in range(GRID * GRID) if cell not in occupied]
+    if not empty:  # sampled scenes never fill the grid; a hand-made one might
+        return kept
+    cell = rng.choice(empty)
+    digit = rng.randint(1, 9) if rng.random() < DIGIT_PROBABILITY else None
+    made_up = SceneObject(rng.choice(COLOR_NAMES), rng.choice(SHAPES), cell, digit)
+    return sorted([*kept, made_up], key=lambda obj: obj.cell)
 
 
 def degraded_reasoning(

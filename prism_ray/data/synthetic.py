@@ -14,16 +14,19 @@ import json
 import random
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prism_ray.config.schema import SyntheticSize
 from prism_ray.data.errors import DataError
+from prism_ray.data.fidelity import scene_to_json
 from prism_ray.data.questions import Question, sample_question
 from prism_ray.data.responses import (
     PUBLIC,
+    PUBLIC_PERCEPTION_ERROR,
     Fidelity,
+    public_fidelity,
     public_response,
     split_segments,
     student_segments,
@@ -41,7 +44,7 @@ from prism_ray.data.writers import (
 )
 from prism_ray.prompting import SYSTEM_PROMPT
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: RL rows carry extra_info.scene; public captions err in more ways
 DATA_SOURCE = "prism_synthetic_shapes"
 ABILITY = "visual_reasoning"
 Progress = Callable[[str], None]
@@ -129,17 +132,25 @@ def synthesize(
     image_size: int = 64,
     progress: Progress | None = None,
     overwrite: bool = False,
-    public_wrong_rate: float = PUBLIC.wrong_answer,
+    public_perception_error: float = PUBLIC_PERCEPTION_ERROR,
+    public_reasoning_error: float = PUBLIC.wrong_answer,
 ) -> dict[str, Any]:
     """Write every product of PRISM_SPEC §7 under `out_dir` and return the manifest.
 
-    Refuses (DataError) a directory holding anything else unless `overwrite`, which then removes
-    only the products this function writes. Rewriting the same dataset is allowed (same bytes).
+    The public demonstrations err at the given rates (see `responses.public_fidelity`); the
+    teacher never does. Refuses (DataError) a directory holding anything else unless
+    `overwrite`, which then removes only the products this function writes. Rewriting the
+    same dataset is allowed (same bytes).
     """
     size = DatasetSize(size)
     counts = COUNTS[size]
     root = Path(out_dir)
-    manifest = _manifest(seed, size, image_size, counts, public_wrong_rate)
+    public = public_fidelity(public_perception_error, public_reasoning_error)
+    rates = {
+        "public_perception_error": public_perception_error,
+        "public_reasoning_error": public_reasoning_error,
+    }
+    manifest = _manifest(seed, size, image_size, counts, rates)
     _prepare_output(root, manifest, overwrite)
     report = progress or (lambda _message: None)
 
@@ -149,7 +160,6 @@ def synthesize(
     def train(product: str, count: int) -> list[Example]:
         return sample_examples(seed, product, count, held_out)
 
-    public = replace(PUBLIC, wrong_answer=public_wrong_rate)
     _write_sft(
         root, "teacher", train("sft_teacher", counts.sft_teacher), seed, image_size, None, report
     )
@@ -165,7 +175,7 @@ def synthesize(
 
 
 def _manifest(
-    seed: int, size: DatasetSize, image_size: int, counts: ProductCounts, public_wrong_rate: float
+    seed: int, size: DatasetSize, image_size: int, counts: ProductCounts, rates: dict[str, float]
 ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
@@ -173,7 +183,7 @@ def _manifest(
         "seed": seed,
         "size": size.value,
         "image_size": image_size,
-        "public_wrong_answer_rate": public_wrong_rate,
+        **rates,
         "counts": {PRODUCT_FILES[name]: getattr(counts, name) for name in PRODUCT_FILES},
     }
 
@@ -282,7 +292,12 @@ def _write_rl(
             image_png=render_png(scene, image_size),
             ground_truth=question.answer,
             equivalent_answers=list(question.equivalent_answers),
-            extra_info={"split": split, "index": index, "question_type": question.kind.value},
+            extra_info={
+                "split": split,
+                "index": index,
+                "question_type": question.kind.value,
+                "scene": scene_to_json(scene),  # the ground truth a caption is checked against
+            },
             ability=ABILITY,
         )
         if product == "align":

@@ -16,8 +16,14 @@ from prism_ray.prompting import IMAGE_PLACEHOLDER, SYSTEM_PROMPT
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+# scene: the ground-truth scene as compact JSON (prism_ray.data.fidelity.scene_to_json).
 _EXTRA_INFO = pa.struct(
-    [("split", pa.string()), ("index", pa.int64()), ("question_type", pa.string())]
+    [
+        ("split", pa.string()),
+        ("index", pa.int64()),
+        ("question_type", pa.string()),
+        ("scene", pa.string()),
+    ]
 )
 RL_SCHEMA = pa.schema(
     [

@@ -13,6 +13,7 @@ import torch
 
 from prism_ray.algo import prism_advantages
 from prism_ray.config.phases import AlignPhase, DiscWarmupPhase
+from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
 from prism_ray.driver.datasets import Cursor, load_records
 from prism_ray.types import (
     DiscriminatorItem,
@@ -104,7 +105,7 @@ class AlignStepper:
             ctx.version = stats.version
         metrics.update({f"discriminator/{k}": v for k, v in disc.items()})
         metrics.update({f"policy/{k}": v for k, v in policy.items()})
-        metrics.update(rollout_metrics(groups, scores))
+        metrics.update(rollout_metrics(prompts, groups, scores))
         metrics.update({"sync/bytes": float(stats.bytes), "sync/gb_per_s": stats.gb_per_s})
         return metrics, sum(len(s.response_ids) for s in samples)
 
@@ -125,12 +126,19 @@ class AlignStepper:
                 for (p, r), a in zip(flat, advantages)]
 
 
-def rollout_metrics(groups: list[list[Rollout]], scores: list[DiscriminatorScores]) -> dict:
+def rollout_metrics(prompts: list[RLPrompt], groups: list[list[Rollout]],
+                    scores: list[DiscriminatorScores]) -> dict:
+    """Step metrics of the rollouts; caption fidelity only when some prompt carries its scene."""
     rollouts = [r for g in groups for r in g]
     valid = [v for sc in scores for v in sc.valid]
     n = max(len(rollouts), 1)
-    return {
+    metrics = {
         "rollout/format_rate": sum(valid) / n,
         "rollout/response_len": sum(len(r.token_ids) for r in rollouts) / n,
         "rollout/truncated_rate": sum(r.finish_reason == "length" for r in rollouts) / n,
     }
+    fidelity = fidelity_rate((r.text, scene_from_extra_info(p.extra_info))
+                             for p, g in zip(prompts, groups) for r in g)
+    if fidelity is not None:
+        metrics["rollout/caption_fidelity"] = fidelity
+    return metrics

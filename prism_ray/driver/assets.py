@@ -36,7 +36,11 @@ def synthetic_sources(config: RunConfig) -> list[SyntheticData]:
 
 
 def synthetic_dir(run_dir: Path, source: SyntheticData) -> Path:
-    return run_dir / "data" / f"synthetic-{source.size.value}-s{source.seed}-px{source.image_size}"
+    # Every field that changes the bytes is in the name: two sources never share a directory.
+    return run_dir / "data" / (
+        f"synthetic-{source.size.value}-s{source.seed}-px{source.image_size}"
+        f"-pe{source.public_perception_error:g}-re{source.public_reasoning_error:g}"
+    )
 
 
 def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
@@ -50,9 +54,8 @@ def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
     for source in synthetic_sources(config):
         out = synthetic_dir(run_dir, source)
         datasets[source] = out
-        if not _manifest_matches(out / "manifest.json", seed=source.seed, size=source.size.value):
-            pending[f"dataset {out.name}"] = synthesize.remote(str(out), source.seed,
-                                                               source.size.value, source.image_size)
+        if not _manifest_matches(out / "manifest.json", **_synthetic_manifest_keys(source)):
+            pending[f"dataset {out.name}"] = synthesize.remote(str(out), source)
     policy, disc = config.models.policy, config.models.discriminator
     models_dir = run_dir / "models"
     if isinstance(policy, TinyModel) or isinstance(disc, TinyModel):
@@ -85,10 +88,21 @@ def _manifest_matches(path: Path, **expected) -> bool:
     return all(manifest.get(k) == v for k, v in expected.items())
 
 
-def _synthesize_task(out: str, seed: int, size: str, image_size: int) -> str:
+def _synthetic_manifest_keys(source: SyntheticData) -> dict:
+    """What a reusable dataset's manifest must say (a stale format is rebuilt)."""
+    from prism_ray.data.synthetic import FORMAT_VERSION
+
+    return {"format_version": FORMAT_VERSION, "seed": source.seed, "size": source.size.value,
+            "public_perception_error": source.public_perception_error,
+            "public_reasoning_error": source.public_reasoning_error}
+
+
+def _synthesize_task(out: str, source: SyntheticData) -> str:
     from prism_ray.data.synthetic import synthesize
 
-    manifest = synthesize(out, seed=seed, size=size, image_size=image_size, overwrite=True)
+    manifest = synthesize(out, seed=source.seed, size=source.size, image_size=source.image_size,
+                          overwrite=True, public_perception_error=source.public_perception_error,
+                          public_reasoning_error=source.public_reasoning_error)
     return ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
 
 

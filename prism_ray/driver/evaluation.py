@@ -1,13 +1,16 @@
 """Evaluation on the held-out split: greedy rollouts scored by the verifier.
 
-Used by the ``eval`` phase; every evaluation adds a row to the run's table (accuracy, format
-rate, mean response length), printed after each and kept for tracking.
+Used by the ``eval`` phase; every evaluation adds a row to the run's table (accuracy, caption
+fidelity, format rate, mean response length), printed after each and kept for tracking.
+Caption fidelity (``prism_ray.data.fidelity``) is the share of true caption claims over the
+prompts that carry their scene; None (shown "–") when none does.
 """
 
 from __future__ import annotations
 
 from prism_ray.actors.rollout import sampling_params
 from prism_ray.config.phases import EvalPhase, RewardConfig
+from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import load_records
 from prism_ray.driver.progress import text_table
@@ -31,6 +34,8 @@ def evaluate(ctx: RunContext, phase: EvalPhase, label: str) -> dict[str, float]:
         "weights": f"v{ctx.version}",
         "prompts": n,
         "accuracy": sum(r.accuracy for r in results) / n,
+        "caption_fidelity": fidelity_rate(
+            (r.text, scene_from_extra_info(p.extra_info)) for p, r in zip(prompts, rollouts)),
         "format_rate": sum(r.format_ok for r in results) / n,
         "response_len": sum(len(r.token_ids) for r in rollouts) / n,
     }
@@ -40,12 +45,18 @@ def evaluate(ctx: RunContext, phase: EvalPhase, label: str) -> dict[str, float]:
 
 
 def evaluation_table(rows: list[dict]) -> str:
-    header = ("after", "weights", "prompts", "accuracy", "format_rate", "response_len")
+    header = ("after", "weights", "prompts", "accuracy", "caption_fidelity", "format_rate",
+              "response_len")
     cells = [header] + [
         (r["after"], r["weights"], str(r["prompts"]), f"{r['accuracy']:.3f}",
+         _optional(r.get("caption_fidelity")),  # rows restored from older checkpoints lack it
          f"{r['format_rate']:.3f}", f"{r['response_len']:.1f}") for r in rows
     ]
     return text_table(cells)
+
+
+def _optional(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def eval_settings(config) -> EvalPhase | None:

@@ -13,6 +13,7 @@ import torch
 
 from prism_ray.algo import dynamic_sampling_mask, group_advantages, overlong_penalty
 from prism_ray.config.phases import DAPO
+from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
 from prism_ray.types import PolicySample, RLPrompt, Rollout
 from prism_ray.verify import Reason, VerifyResult
 
@@ -82,28 +83,35 @@ def concat(parts: Sequence[ScoredGroups], max_groups: int) -> ScoredGroups:
                         torch.tensor(accuracy, dtype=torch.float32))
 
 
+def rollout_prompts(scored: ScoredGroups) -> list[RLPrompt]:
+    """The prompt of each rollout (``subset`` keeps group ids but compacts ``prompts``)."""
+    prompt_of = {int(g): scored.prompts[i]
+                 for i, g in enumerate(torch.unique(scored.group_ids, sorted=True))}
+    return [prompt_of[int(g)] for g in scored.group_ids]
+
+
 def policy_samples(scored: ScoredGroups) -> tuple[list[PolicySample], dict[str, float]]:
     """GRPO-family group-relative advantages, one PolicySample per rollout."""
     advantages, metrics = group_advantages(scored.rewards, scored.group_ids)
-    prompt_of = {int(g): scored.prompts[i]
-                 for i, g in enumerate(torch.unique(scored.group_ids, sorted=True))}
     samples = [
         PolicySample(
-            question=prompt_of[int(g)].question,
-            images=prompt_of[int(g)].images,
+            question=prompt.question,
+            images=prompt.images,
             response_ids=rollout.token_ids,
             advantage=float(a),
             rollout_logprobs=rollout.logprobs,
         )
-        for rollout, g, a in zip(scored.rollouts, scored.group_ids, advantages)
+        for rollout, prompt, a in zip(scored.rollouts, rollout_prompts(scored), advantages)
     ]
     return samples, metrics
 
 
 def outcome_metrics(scored: ScoredGroups) -> dict[str, float]:
+    """Step metrics of the verified rollouts; ``caption_fidelity`` only when some prompt
+    carries its scene (``prism_ray.data.fidelity``)."""
     n = max(len(scored.results), 1)
     lengths = [len(r.token_ids) for r in scored.rollouts]
-    return {
+    metrics = {
         "reward": float(scored.rewards.mean()) if scored.rollouts else 0.0,
         "accuracy": float(scored.accuracy.mean()) if scored.rollouts else 0.0,
         "format_rate": sum(r.format_ok for r in scored.results) / n,
@@ -112,3 +120,8 @@ def outcome_metrics(scored: ScoredGroups) -> dict[str, float]:
         "verifier_timeouts": float(sum(r.reason is Reason.TIMEOUT for r in scored.results)),
         "verifier_errors": float(sum(r.reason is Reason.ERROR for r in scored.results)),
     }
+    fidelity = fidelity_rate((r.text, scene_from_extra_info(p.extra_info))
+                             for r, p in zip(scored.rollouts, rollout_prompts(scored)))
+    if fidelity is not None:
+        metrics["caption_fidelity"] = fidelity
+    return metrics
