@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the embedded default (tiny model, synthetic task)")
     demo.add_argument("--out", default="runs/demo", help="run directory")
     demo.add_argument("overrides", nargs="*")
+    experiment = sub.add_parser(
+        "experiment", help="PRISM → RLVR against SFT → RLVR over seeds, one run per arm × seed")
+    experiment.add_argument("recipe", nargs="?", default=None, metavar="EXPERIMENT",
+                            help="experiment YAML (default: the built-in one)")
+    experiment.add_argument("overrides", nargs="*", help="a.b=c overrides applied to every run")
+    experiment.add_argument("--seeds", default=None, help="comma-separated, e.g. 0,1,2")
+    experiment.add_argument("--algorithms", default=None, help="comma-separated: grpo,dapo,gspo")
+    experiment.add_argument("--ablations", default=None,
+                            help="comma-separated: dense,text_only,no_sft,hard_routing")
+    experiment.add_argument("--out", default=None, help="output directory")
     add_submit_parser(sub)
     add_jobs_parser(sub)
     return parser
@@ -97,6 +107,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         overrides = [f"output_dir={args.out}", *args.overrides]
         # The schema defaults ARE the embedded default run.
         return _run(load_config(None, overrides))
+    if args.command == "experiment":
+        return _experiment(args)
     if args.command in ("submit", "jobs"):
         from prism_ray.jobs import cli as jobs_cli
 
@@ -145,6 +157,15 @@ def _tiny_models(args: argparse.Namespace) -> int:
     policy, disc = create_tiny_pair(args.out, seed=args.seed)
     print(f"policy: {policy}\ndiscriminator: {disc}")
     return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from prism_ray.experiment import load_experiment
+    from prism_ray.experiment.runner import run_experiment
+
+    return run_experiment(load_experiment(
+        args.recipe, seeds=args.seeds, algorithms=args.algorithms, ablations=args.ablations,
+        overrides=tuple(args.overrides), out=args.out))
 
 
 def _run(config, resume: bool = False) -> int:
