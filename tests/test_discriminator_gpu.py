@@ -110,7 +110,8 @@ def test_upcycled_2b_scores_and_trains_in_bf16():
     upcycle_s = time.perf_counter() - start
     del dense
     torch.cuda.empty_cache()
-    model = Discriminator(backbone, ValueHead(2048, 0.1, 0.02).to(device, torch.bfloat16))
+    model = Discriminator(backbone, ValueHead(2048, 0.1, 0.02).to(device, torch.bfloat16),
+                          routing="learned", use_images=True)
     moe_params = sum(p.numel() for p in model.parameters())
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 

@@ -67,15 +67,16 @@ def local_scores(model, path, item: DiscriminatorItem, clip: float) -> torch.Ten
     from prism_ray.algo.discriminator import clip_scores
     from prism_ray.models.batching import VisionSpec, collate
     from prism_ray.models.processor import load_processor
-    from prism_ray.models.segments import encode_item, item_sequences
+    from prism_ray.models.segments import encode_item, item_sequences, item_views
 
     processor = load_processor(path)
-    encoded = encode_item(processor, item)
+    encoded = encode_item(processor, item, model.use_images)
     spec = VisionSpec.from_processor(processor)
     terminator = terminator_id(processor.tokenizer, "<|im_end|>")
     batch = collate(item_sequences(encoded, terminator), spec)
+    views = torch.tensor(item_views(encoded))
     with torch.no_grad():
-        return clip_scores(model(**batch.model_inputs()).scores, clip)
+        return clip_scores(model(**batch.model_inputs(), view_index=views).scores, clip)
 
 
 def remote_scores(scores) -> torch.Tensor:
@@ -168,3 +169,81 @@ def test_two_ranks_uneven_shards(ray_cluster, tiny_pair, data):
         assert forward != scores  # the step changed the weights
     finally:
         group.shutdown()
+
+
+# ── ablations under DeepSpeed: dense, text-only, hard routing ──────────
+
+
+def test_dense_text_only_learner(ray_cluster, tiny_pair, data):
+    """One expert (the dense ablation) on text-only views: scoring matches the in-process
+    model, ignores the image, and warm-up (with the aux term) and alignment steps run."""
+    import dataclasses
+
+    from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
+    from prism_ray.models.discriminator import build_discriminator
+
+    items = align_items(data)
+    learner = LearnerConfig(num_ranks=1, resources=Resources(num_cpus=1), zero_stage=2)
+    config = DiscriminatorConfig(num_experts=1, top_k=1, use_images=False, learner=learner)
+    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV)
+    try:
+        group.configure_optimizer(OptimizerConfig(lr=1e-2, eps=1.0, weight_decay=0.0),
+                                  total_steps=2)
+        swapped = [dataclasses.replace(it, images=data[0][5].images) for it in items]
+        assert all(s.images != it.images for s, it in zip(swapped, items, strict=True))
+        before = group.score(items)
+        assert group.score(swapped) == before
+        local = build_discriminator(tiny_pair[1], config, seed=0).eval()
+        torch.testing.assert_close(local_scores(local, tiny_pair[1], items[0], 10.0),
+                                   remote_scores(before[0]), atol=1e-5, rtol=1e-5)
+        warm = group.train_step(data[0][:4], reg_coef=0.0, aux_coef=0.01)
+        assert all(math.isfinite(v) for v in warm.values()) and "aux_loss" in warm
+        before = group.score(items)
+        metrics = group.train_step(items, reg_coef=1e-3, aux_coef=0.0)
+        assert all(math.isfinite(v) for v in metrics.values()) and metrics["valid"] == 4
+        after = group.score(items)
+        assert mean_gap(after) > mean_gap(before) + 1e-3, (mean_gap(before), mean_gap(after))
+        assert group.score(swapped) == after
+    finally:
+        group.shutdown()
+
+
+def test_hard_routing_learner_zero3(ray_cluster, tiny_pair, data, tmp_path):
+    """Hard routing under ZeRO-3 (MoE blocks gathered as leaves) with gradient checkpointing:
+    the learner routes each view as the in-process model does, trains without the aux term,
+    and its checkpoint reloads only under a hard-routing config."""
+    from prism_ray.actors.discriminator import DiscriminatorLearner
+    from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
+    from prism_ray.models.discriminator import build_discriminator
+
+    items = align_items(data)
+    learner = LearnerConfig(num_ranks=1, resources=Resources(num_cpus=1), zero_stage=3,
+                            gradient_checkpointing=True)  # the backward recomputes routing
+    config = DiscriminatorConfig(routing="hard", learner=learner)
+    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV)
+    try:
+        group.configure_optimizer(OptimizerConfig(lr=1e-2, eps=1.0, weight_decay=0.0),
+                                  total_steps=2)
+        local = build_discriminator(tiny_pair[1], config, seed=0).eval()
+        torch.testing.assert_close(local_scores(local, tiny_pair[1], items[0], 10.0),
+                                   remote_scores(group.score(items[:1])[0]),
+                                   atol=1e-5, rtol=1e-5)
+        warm = group.train_step(data[0][:4], reg_coef=0.0, aux_coef=0.01)
+        assert all(math.isfinite(v) for v in warm.values()) and "aux_loss" not in warm
+        before = group.score(items)
+        group.train_step(items, reg_coef=1e-3, aux_coef=0.0)
+        after = group.score(items)
+        assert mean_gap(after) > mean_gap(before) + 1e-3, (mean_gap(before), mean_gap(after))
+        path = group.save_hf(tmp_path / "hard")
+    finally:
+        group.shutdown()
+    learned = DiscriminatorLearner(0, 1, str(path), DiscriminatorConfig())
+    learned.dtype, learned.device, learned.seed = torch.float32, torch.device("cpu"), 0
+    with pytest.raises(ValueError, match="trained with routing=hard"):
+        learned._load(str(path))
+    hard = DiscriminatorLearner(0, 1, str(path), config)
+    hard.dtype, hard.device, hard.seed = torch.float32, torch.device("cpu"), 0
+    reloaded = hard._load(str(path))
+    assert reloaded.routing == "hard"
+    torch.testing.assert_close(local_scores(reloaded, path, items[0], 10.0),
+                               remote_scores(after[0]), atol=1e-5, rtol=1e-5)

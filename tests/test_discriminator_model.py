@@ -3,9 +3,13 @@ the scored segments (PRISM_SPEC §3)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+from pydantic import ValidationError
 
+from prism_ray.config import ConfigError, load_config
 from prism_ray.config.schema import DiscriminatorConfig
 from prism_ray.data.readers import read_warmup_jsonl
 from prism_ray.data.synthetic import synthesize
@@ -15,11 +19,15 @@ from prism_ray.models.discriminator import (
     build_discriminator,
     load_discriminator,
 )
+from prism_ray.models.inputs import vision_token_ids
 from prism_ray.models.processor import load_processor
 from prism_ray.models.segments import (
+    PERCEPTION,
+    REASONING,
     assemble,
     encode_item,
     item_sequences,
+    item_views,
     split_response,
     token_range,
 )
@@ -258,3 +266,120 @@ def test_malformed_teacher_is_a_data_error(processor, items):
                             item.teacher_cot, item.student_responses)
     with pytest.raises(ValueError, match="teacher"):
         encode_item(processor, bad)
+
+
+# ── ablations (DiscriminatorConfig.num_experts=1, use_images, routing) ────
+
+
+def _view_batch(processor, items, use_images: bool = True, count: int = 2):
+    """(batch, view_index [B]) of ``count`` items, as the learner builds them."""
+    spec = VisionSpec.from_processor(processor)
+    encoded = [encode_item(processor, it, use_images) for it in items[:count]]
+    sequences = [s for e in encoded for s in item_sequences(e, spec.end_token_id)]
+    views = torch.tensor([v for e in encoded for v in item_views(e)])
+    return collate(sequences, spec), views
+
+
+def _routed(model, inputs: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(top_k_index, top_k_weights) that every MoE layer's experts received in one forward."""
+    seen = []
+    hooks = [layer.mlp.experts.register_forward_hook(
+        lambda m, args, out: seen.append((args[1], args[2])))
+        for layer in model.backbone.language_model.layers]
+    try:
+        with torch.no_grad():
+            scores = model(**inputs).scores
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen, scores
+
+
+def test_ablation_config_validation():
+    with pytest.raises(ValidationError, match=r"routing=hard .* needs num_experts ≥ 2 \(got 1\)"):
+        DiscriminatorConfig(num_experts=1, top_k=1, routing="hard")
+    with pytest.raises(ValidationError, match="routing"):
+        DiscriminatorConfig(routing="soft")
+    with pytest.raises(ValidationError, match="use_images"):
+        DiscriminatorConfig(use_images="sometimes")
+    with pytest.raises(ConfigError, match="needs num_experts ≥ 2"):
+        load_config(None, ["discriminator.num_experts=1", "discriminator.top_k=1",
+                           "discriminator.routing=hard"])
+    config = load_config(None, ["discriminator.use_images=false",
+                                "discriminator.routing=hard"]).discriminator
+    assert config.use_images is False and config.routing == "hard"
+    dense = load_config(None, ["discriminator.num_experts=1", "discriminator.top_k=1"])
+    assert dense.discriminator.num_experts == 1 and dense.discriminator.routing == "learned"
+
+
+def test_text_only_views_ignore_the_image(tiny_pair, disc, processor, items):
+    spec = VisionSpec.from_processor(processor)
+    vision = set(vision_token_ids(processor.tokenizer))
+    encoded = encode_item(processor, items[0], use_images=False)
+    assert encoded.prompt.pixel_values is None and encoded.prompt.image_grid_thw is None
+    assert encoded.prompt.num_image_tokens == 0
+    assert not vision & set(encoded.prompt.input_ids.tolist())
+    assert encoded.teacher == encode_item(processor, items[0]).teacher  # same segments
+    other = dataclasses.replace(items[0], images=items[1].images)
+    assert other.images != items[0].images
+    text_only = build_discriminator(tiny_pair[1], DiscriminatorConfig(use_images=False)).eval()
+    scores = []
+    for item, use_images, model in ((items[0], False, text_only), (other, False, text_only),
+                                    (items[0], True, disc), (other, True, disc)):
+        batch = collate(item_sequences(encode_item(processor, item, use_images),
+                                       spec.end_token_id), spec)
+        assert (batch.pixel_values is None) == (not use_images)
+        with torch.no_grad():
+            scores.append(model(**batch.model_inputs()).scores)
+    torch.testing.assert_close(scores[0], scores[1], atol=0, rtol=0)
+    assert not torch.allclose(scores[2], scores[3])  # with images, the image does matter
+    with_pixels, _ = _view_batch(processor, items, count=1)
+    with pytest.raises(ValueError, match="text-only"):
+        text_only(**with_pixels.model_inputs())
+
+
+def test_hard_routing_sends_each_view_to_its_expert(tiny_pair, processor, items, tmp_path):
+    noisy = {"expert_noise_std": 0.05}  # experts far enough apart to tell the routings apart
+    learned = build_discriminator(tiny_pair[1], DiscriminatorConfig(**noisy)).eval()
+    hard = build_discriminator(tiny_pair[1], DiscriminatorConfig(routing="hard", **noisy)).eval()
+    batch, views = _view_batch(processor, items, count=1)
+    assert views.tolist().count(PERCEPTION) == views.tolist().count(REASONING) == len(views) // 2
+    inputs = {**batch.model_inputs(), "view_index": views}
+    routed, hard_scores = _routed(hard, inputs)
+    assert len(routed) == hard.backbone.config.text_config.num_hidden_layers
+    rows, length = batch.input_ids.shape
+    for index, weights in routed:
+        assert index.shape == weights.shape == (rows * length, 1)
+        assert torch.equal(index.view(rows, length), views.unsqueeze(1).expand(rows, length))
+        assert torch.equal(weights, torch.ones_like(weights))
+    per_expert = torch.bincount(routed[0][0].flatten(), minlength=4)
+    assert per_expert.tolist() == [rows // 2 * length, rows // 2 * length, 0, 0]
+    learned_routed, learned_scores = _routed(learned, inputs)  # view_index unused
+    assert all(index.shape[-1] == 2 for index, _ in learned_routed)
+    assert len(learned_routed[0][0].unique()) == 4  # the router spreads tokens over all experts
+    assert not torch.allclose(hard_scores, learned_scores, atol=1e-4)
+    with pytest.raises(ValueError, match="view_index"):
+        hard(**batch.model_inputs())
+    with pytest.raises(ValueError, match="load-balancing"):
+        hard(**inputs, output_router_logits=True)
+    loaded = load_discriminator(hard.save(tmp_path / "hard"))
+    assert loaded.routing == "hard" and loaded.use_images
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).scores, hard_scores, atol=0, rtol=0)
+
+
+def test_dense_discriminator_is_the_dense_backbone(tiny_pair, dense, processor, items):
+    config = DiscriminatorConfig(num_experts=1, top_k=1, expert_noise_std=0.0)
+    model = build_discriminator(tiny_pair[1], config).eval()
+    text = dense.config.text_config
+    extra = sum(p.numel() for p in model.backbone.parameters()) - sum(
+        p.numel() for p in dense.model.parameters())
+    assert extra == text.num_hidden_layers * text.hidden_size  # only the 1 × H routers
+    batch, _ = _view_batch(processor, items)
+    with torch.no_grad():
+        want = dense.model(**batch.model_inputs(), use_cache=False).last_hidden_state
+        got = model.backbone(**batch.model_inputs(), use_cache=False).last_hidden_state
+        out = model(**batch.model_inputs(), output_router_logits=True)
+    torch.testing.assert_close(got, want, atol=EQUIVALENCE_ATOL, rtol=0)
+    assert out.scores.shape == (batch.input_ids.shape[0],) and torch.isfinite(out.scores).all()
+    assert torch.isfinite(out.aux_loss)

@@ -6,6 +6,10 @@ all ranks and every rank runs the same number of forward passes. The micro-batch
 ITEM (one prompt: its teacher segments and all its student responses), because the
 Bradley-Terry loss compares each student score with its own prompt's teacher score; items are
 packed into micro-batches by the token budget.
+
+Ablations from ``DiscriminatorConfig`` act here: ``use_images=False`` encodes every view
+without its image; ``routing="hard"`` passes each row's view to the model (its routing) and
+drops the load-balancing term, which only concerns the unused router.
 """
 
 from __future__ import annotations
@@ -36,7 +40,14 @@ from prism_ray.models.discriminator import (
     is_discriminator_checkpoint,
     load_discriminator,
 )
-from prism_ray.models.segments import EncodedItem, ViewScores, assemble, encode_item, item_sequences
+from prism_ray.models.segments import (
+    EncodedItem,
+    ViewScores,
+    assemble,
+    encode_item,
+    item_sequences,
+    item_views,
+)
 from prism_ray.types import DiscriminatorItem, DiscriminatorScores
 
 
@@ -79,7 +90,14 @@ class DiscriminatorLearner(EngineLearner):
 
     def _load(self, path: str) -> Discriminator:
         if is_discriminator_checkpoint(path):
-            return load_discriminator(path, self.dtype, self.device)
+            model = load_discriminator(path, self.dtype, self.device)
+            trained = (model.routing, model.use_images)
+            if trained != (self.config.routing, self.config.use_images):
+                raise ValueError(
+                    f"{path}: the discriminator was trained with routing={trained[0]}, "
+                    f"use_images={trained[1]}; the config asks for "
+                    f"routing={self.config.routing}, use_images={self.config.use_images}")
+            return model
         return build_discriminator(path, self.config, self.seed, self.dtype, self.device)
 
     def _before_engine(self, model: Discriminator) -> None:
@@ -91,7 +109,8 @@ class DiscriminatorLearner(EngineLearner):
 
         backbone = Qwen3VLMoeModel._from_config(config, dtype=self.dtype)
         head = ValueHead(config.text_config.hidden_size, self.config.head_dropout, init_std=0.0)
-        model = Discriminator(backbone, head.to(self.dtype))
+        model = Discriminator(backbone, head.to(self.dtype), routing=self.config.routing,
+                              use_images=self.config.use_images)
         model.load_state_dict(state, strict=False)  # buffers (rotary tables) are rebuilt
         return model.to(self.device)
 
@@ -110,9 +129,10 @@ class DiscriminatorLearner(EngineLearner):
 
     def _encode(self, items: Sequence[DiscriminatorItem]) -> tuple[list[EncodedItem], EncodedItem]:
         """This rank's shard, encoded, and the padding item (the first global one)."""
-        mine = [encode_item(self.processor, items[i])
-                for i in self._shard(len(items))]
-        pad = mine[0] if self.rank == 0 and mine else encode_item(self.processor, items[0])
+        images = self.config.use_images
+        mine = [encode_item(self.processor, items[i], images) for i in self._shard(len(items))]
+        pad = mine[0] if self.rank == 0 and mine else encode_item(self.processor, items[0],
+                                                                  images)
         return mine, pad
 
     def _passes(self, encoded: list[EncodedItem], pad: EncodedItem
@@ -132,7 +152,10 @@ class DiscriminatorLearner(EngineLearner):
 
     def _views(self, batch: Batch, group: list[EncodedItem], with_aux: bool
                ) -> tuple[ViewScores, torch.Tensor | None]:
-        out = self._module()(**batch.model_inputs(), output_router_logits=with_aux)
+        views = torch.tensor([v for item in group for v in item_views(item)],
+                             device=self.device)
+        out = self._module()(**batch.model_inputs(), view_index=views,
+                             output_router_logits=with_aux)
         return assemble(out.scores.float(), group), out.aux_loss
 
     @torch.no_grad()
@@ -165,7 +188,8 @@ class DiscriminatorLearner(EngineLearner):
                    aux_coef: float) -> dict[str, float]:
         """One optimizer step of L_cap + L_cot + reg_coef·L_reg (+ aux_coef·MoE aux loss).
 
-        Warm-up: reg_coef=0, aux_coef=0.01; alignment: reg_coef=0.001, aux_coef=0. Each
+        Warm-up: reg_coef=0, aux_coef=0.01; alignment: reg_coef=0.001, aux_coef=0 (hard
+        routing has no aux term: its router is unused). Each
         micro-batch's loss is a mean over its valid rollouts, rescaled to its share of the
         valid rollouts of the whole step (all ranks), so accumulation is exact.
         """
@@ -175,12 +199,13 @@ class DiscriminatorLearner(EngineLearner):
                                   self.device)
         metrics, passes = StepMetrics(), list(self._passes(encoded, pad))
         lr = self.engine.get_lr()[0]  # the lr this step applies (the schedule steps after it)
+        with_aux = aux_coef > 0 and self.config.routing == "learned"
         for i, (chosen, group, batch) in enumerate(passes):
-            views, aux = self._views(batch, group, with_aux=aux_coef > 0)
+            views, aux = self._views(batch, group, with_aux=with_aux)
             loss, micro = bradley_terry_loss(
                 views.teacher_caption, views.teacher_reasoning, views.student_caption,
                 views.student_reasoning, views.prompt_index, views.valid, reg_coef=reg_coef,
-                aux_loss=aux if aux_coef > 0 else None, aux_coef=aux_coef)
+                aux_loss=aux, aux_coef=aux_coef)
             valid = float(views.valid.sum()) if chosen else 0.0
             weight = valid / total * self.world_size  # undoes DeepSpeed's mean over ranks
             self.engine.set_gradient_accumulation_boundary(i == len(passes) - 1)

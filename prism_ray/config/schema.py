@@ -237,8 +237,11 @@ class LearnerConfig(Frozen):
 class DiscriminatorConfig(Frozen):
     """Sparse-upcycled MoE discriminator with a scalar value head (PRISM_SPEC §3)."""
 
-    num_experts: int = Field(4, ge=1)
-    top_k: int = Field(2, ge=1)
+    num_experts: int = Field(
+        4, ge=1, description="experts per upcycled MLP; 1 (with top_k 1) is the dense "
+                             "ablation: the one expert is the dense MLP (plus "
+                             "expert_noise_std noise) and its router a constant")
+    top_k: int = Field(2, ge=1, description="experts each token is routed to (learned routing)")
     norm_topk_prob: bool = True
     expert_noise_std: float = Field(0.01, ge=0)
     router_init_std: float = Field(0.02, gt=0)
@@ -246,12 +249,30 @@ class DiscriminatorConfig(Frozen):
     head_init_std: float = Field(0.02, gt=0)
     score_clip: float = Field(10.0, gt=0)
     terminator: str = "<|im_end|>"
+    use_images: bool = Field(
+        True, description="false: text-only ablation; both views are system + question + "
+                          "segment, with no image tokens or pixels, in warm-up, scoring and "
+                          "training alike")
+    routing: Literal["learned", "hard"] = Field(
+        "learned", description="learned: each MLP's router picks top_k experts per token. "
+                               "hard: ablation that ignores the router; every token of the "
+                               "perception view goes to expert 0 and every token of the "
+                               "reasoning view to expert 1, with weight 1 (no load-balancing "
+                               "loss: the router is unused). Needs num_experts ≥ 2")
     learner: LearnerConfig = LearnerConfig()
 
     @model_validator(mode="after")
     def _topk_le_experts(self) -> DiscriminatorConfig:
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k ({self.top_k}) > num_experts ({self.num_experts})")
+        return self
+
+    @model_validator(mode="after")
+    def _hard_routing_has_two_experts(self) -> DiscriminatorConfig:
+        if self.routing == "hard" and self.num_experts < 2:
+            raise ValueError(
+                f"routing=hard sends the perception view to expert 0 and the reasoning view "
+                f"to expert 1, so it needs num_experts ≥ 2 (got {self.num_experts})")
         return self
 
 

@@ -6,10 +6,16 @@ student segments are read at the same kind of position. Positions are the backbo
 M-RoPE ids computed from ``mm_token_type_ids`` + ``image_grid_thw`` in every forward (warm-up,
 alignment, scoring), never supplied from outside.
 
+Ablations (``DiscriminatorConfig``): ``num_experts=1`` is the dense discriminator (one expert,
+a constant router); ``use_images=False`` is a discriminator trained and scored on text-only
+views (recorded here so a text-only checkpoint refuses pixels); ``routing="hard"`` replaces the
+router's choice by the view of each row (``HardRouting``).
+
 Checkpoint directory: the backbone via ``save_pretrained`` (config + safetensors), the head in
-``value_head.safetensors`` and a small manifest ``discriminator.json``; loading reads only
-safetensors. No lm_head: the backbone is ``Qwen3VLMoeModel``, so no [B, T, vocab] logits are
-ever computed and no unused parameter sits in the optimizer.
+``value_head.safetensors`` and a small manifest ``discriminator.json`` (with the routing and
+whether images are seen); loading reads only safetensors. No lm_head: the backbone is
+``Qwen3VLMoeModel``, so no [B, T, vocab] logits are ever computed and no unused parameter sits
+in the optimizer.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import (
     Qwen3VLMoeModel,
+    Qwen3VLMoeTextTopKRouter,
     load_balancing_loss_func,
 )
 
@@ -34,7 +41,7 @@ if TYPE_CHECKING:  # the model needs no pydantic at run time (GPU hosts may lack
 
 MANIFEST = "discriminator.json"
 HEAD_FILE = "value_head.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest records routing and use_images
 
 
 class ValueHead(nn.Module):
@@ -69,10 +76,41 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return lengths - 1
 
 
+class HardRouting:
+    """Hard-routed experts: every token of a row goes to ONE expert, the row's view id
+    (``segments.PERCEPTION`` = expert 0, ``REASONING`` = expert 1), with weight 1.
+
+    A forward hook on each router replaces its (weights, indices) output after it ran; the
+    sparse block then runs only the chosen expert. The hook lives inside the MoE block that
+    ZeRO-3 gathers as one leaf, so the block's parameters are whole when it fires. The row
+    views stay set after a forward, so a gradient-checkpointing recompute in the backward
+    routes exactly as the forward did.
+    """
+
+    def __init__(self, backbone: Qwen3VLMoeModel) -> None:
+        self.row_expert: torch.Tensor | None = None  # [B] long
+        routers = [m for m in backbone.modules() if isinstance(m, Qwen3VLMoeTextTopKRouter)]
+        self.handles = [m.register_forward_hook(self._route) for m in routers]
+
+    def _route(self, module, args, output):
+        logits, weights, _ = output  # logits [B·T, E]; weights, indices [B·T, top_k]
+        rows = self.row_expert
+        if rows is None or logits.shape[0] % rows.numel():
+            raise RuntimeError("hard routing needs the view of every row of the batch")
+        index = rows.to(logits.device).repeat_interleave(logits.shape[0] // rows.numel())
+        index = index.unsqueeze(-1)  # [B·T, 1]: one expert per token
+        return logits, torch.ones(index.shape, dtype=weights.dtype, device=index.device), index
+
+
 class Discriminator(nn.Module):
-    def __init__(self, backbone: Qwen3VLMoeModel, head: ValueHead) -> None:
+    def __init__(self, backbone: Qwen3VLMoeModel, head: ValueHead, *, routing: str,
+                 use_images: bool) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
+        self.routing, self.use_images = routing, use_images
+        if routing not in ("learned", "hard"):
+            raise ValueError(f"unknown routing {routing!r} (learned | hard)")
+        self.hard = HardRouting(backbone) if routing == "hard" else None
 
     @property
     def config(self):
@@ -84,8 +122,19 @@ class Discriminator(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 mm_token_type_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
-                image_grid_thw: torch.Tensor | None = None,
+                image_grid_thw: torch.Tensor | None = None, view_index: torch.Tensor | None = None,
                 output_router_logits: bool = False) -> DiscriminatorOutput:
+        """``view_index`` [B] long: each row's view (``segments.item_views``); hard routing
+        needs it, learned routing does not look at it."""
+        if not self.use_images and pixel_values is not None:
+            raise ValueError("a text-only discriminator (use_images=False) got pixel values")
+        if self.hard is not None:
+            if view_index is None:
+                raise ValueError("hard routing needs view_index, the view of every row")
+            if output_router_logits:
+                raise ValueError("hard routing ignores the router: there is no "
+                                 "load-balancing loss to return")
+            self.hard.row_expert = view_index
         out = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask,
             mm_token_type_ids=mm_token_type_ids, pixel_values=pixel_values,
@@ -113,7 +162,8 @@ class Discriminator(nn.Module):
         save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, out / HEAD_FILE)
         manifest = {"format_version": FORMAT_VERSION, "backbone": "Qwen3VLMoeModel",
                     "hidden_size": self.head.linear.in_features,
-                    "head_dropout": self.head.dropout.p}
+                    "head_dropout": self.head.dropout.p, "routing": self.routing,
+                    "use_images": self.use_images}
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return out
 
@@ -131,7 +181,8 @@ def build_discriminator(dense_path: str | Path, config: DiscriminatorConfig, see
     backbone = upcycle(load_dense(str(dense_path), dtype, device), settings)
     hidden = backbone.config.text_config.hidden_size
     head = ValueHead(hidden, config.head_dropout, config.head_init_std, seed=seed + 1)
-    return Discriminator(backbone, head.to(device=device, dtype=dtype))
+    return Discriminator(backbone, head.to(device=device, dtype=dtype), routing=config.routing,
+                         use_images=config.use_images)
 
 
 def is_discriminator_checkpoint(path: str | Path) -> bool:
@@ -140,10 +191,15 @@ def is_discriminator_checkpoint(path: str | Path) -> bool:
 
 def load_discriminator(path: str | Path, dtype: torch.dtype = torch.float32,
                        device: torch.device | str = "cpu") -> Discriminator:
-    """Load a directory written by ``Discriminator.save`` (safetensors only)."""
+    """Load a directory written by ``Discriminator.save`` (safetensors only), with the
+    routing and image use it was trained with."""
     root = Path(path)
     manifest = json.loads((root / MANIFEST).read_text())
     backbone = Qwen3VLMoeModel.from_pretrained(str(root), dtype=dtype, use_safetensors=True)
     head = ValueHead(manifest["hidden_size"], manifest["head_dropout"], init_std=0.0)
     head.load_state_dict(load_file(str(root / HEAD_FILE)))
-    return Discriminator(backbone.to(device), head.to(device=device, dtype=dtype)).eval()
+    # Version 1 predates the ablations: learned routing, images seen.
+    routing, use_images = (("learned", True) if manifest["format_version"] == 1
+                           else (manifest["routing"], manifest["use_images"]))
+    return Discriminator(backbone.to(device), head.to(device=device, dtype=dtype),
+                         routing=routing, use_images=use_images).eval()

@@ -3,6 +3,7 @@
 Two views of every response:
   perception  = system + image + question | caption segment   | terminator
   reasoning   = system + image + question | reasoning segment | terminator  (no caption)
+The text-only ablation (``use_images=False``) drops the image from both views' prompts.
 
 A response is tokenised ONCE; its caption/reasoning token ranges come from the tokenizer's
 character offsets against the ``check_format`` spans (never from decoding growing prefixes, which
@@ -79,15 +80,17 @@ class EncodedItem:
         return len(self.prompt.input_ids) + body + 1
 
 
-def encode_item(processor, item: DiscriminatorItem) -> EncodedItem:
-    """Prompt through ``encode_prompt``; teacher and students through ``split_response``."""
+def encode_item(processor, item: DiscriminatorItem, use_images: bool = True) -> EncodedItem:
+    """Prompt through ``encode_prompt``; teacher and students through ``split_response``.
+    ``use_images=False``: the prompt is encoded as if the item had no image (no vision tokens,
+    no pixels), the text-only ablation."""
     tokenizer = processor.tokenizer
     teacher = split_response(tokenizer, item.teacher_response)
     if teacher is None:
         # A malformed teacher leaves nothing to compare with: a data error, not a rollout one.
         raise ValueError(f"item '{item.uid}': the teacher segments are not format-valid")
     students = tuple(split_response(tokenizer, r) for r in item.student_responses)
-    prompt = encode_prompt(processor, item.question, item.images)
+    prompt = encode_prompt(processor, item.question, item.images if use_images else ())
     return EncodedItem(item.uid, prompt, teacher, students)
 
 
@@ -101,6 +104,15 @@ def item_sequences(item: EncodedItem, terminator_id: int) -> list[SequenceItem]:
     cots = [SequenceItem(item.prompt, (*s.reasoning, terminator_id), f"{item.uid}/{w}/reasoning")
             for s, w in zip(segments, who, strict=True)]
     return caps + cots
+
+
+PERCEPTION, REASONING = 0, 1  # view ids; hard routing sends a view's tokens to this expert
+
+
+def item_views(item: EncodedItem) -> list[int]:
+    """The view (PERCEPTION or REASONING) of each sequence of ``item_sequences(item)``."""
+    count = 1 + sum(item.valid)
+    return [PERCEPTION] * count + [REASONING] * count
 
 
 @dataclass
