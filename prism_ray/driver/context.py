@@ -35,6 +35,7 @@ class RunContext:
     step: int = 0  # global optimizer-step counter across phases
     version: int = 0  # weight version served by the rollout workers
     evaluations: list[dict] = field(default_factory=list)
+    phase_wall_s: dict[str, float] = field(default_factory=dict)  # phase name → training time
     resume: DriverState | None = None  # set while the phase that was interrupted restarts
     resume_dir: Path | None = None
 

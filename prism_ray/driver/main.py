@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -75,7 +76,11 @@ def run_phase(ctx: RunContext, phase) -> None:
     print(f"[run] ── phase {phase.name} ({phase.kind}) ──")
     if phase.init_from and ctx.resume is None:
         start_from(ctx, Path(phase.init_from))
+        # The rollout workers must sample from the weights this phase trains, from step 1.
+        ctx.publish_weights()
     PHASE_RUNNERS[phase.kind](phase, ctx)
+    wall_s = time.time() - phase_started
+    ctx.phase_wall_s[phase.name] = wall_s
     if phase.kind != "eval":
         evaluate_if_new(ctx, phase.name)
         ctx.end_phase(phase)
@@ -126,6 +131,9 @@ def write_outputs(ctx: RunContext) -> None:
         table = ctx.run_dir / "evaluations.md"
         table.write_text(evaluation_table(ctx.evaluations) + "\n")
         ctx.tracker.log_artifact(table)
+        rows = ctx.run_dir / "evaluations.json"
+        rows.write_text(json.dumps(ctx.evaluations, indent=1) + "\n")
+        ctx.tracker.log_artifact(rows)
 
 
 def plan_table(config: RunConfig) -> str:
