@@ -94,7 +94,7 @@ def test_algorithm_choice_brings_its_published_optimizer():
     dapo = load_config(None, ["phases.rlvr.algorithm.name=dapo"]).phase("rlvr")
     assert dapo.algorithm.clip_high == 0.28 and dapo.algorithm.dual_clip == 10.0
     assert dapo.optimizer.weight_decay == 0.1 and dapo.optimizer.warmup_steps == 10
-    assert dapo.optimizer.lr == 2e-5  # the tiny pipeline's lr survives the switch
+    assert dapo.optimizer.lr == 2e-4  # the tiny pipeline's lr survives the switch
     gspo = load_config(None, ["phases.rlvr.algorithm.name=gspo"]).phase("rlvr")
     assert gspo.algorithm.clip_low == 3e-4 and gspo.algorithm.clip_high == 4e-4
     assert gspo.optimizer.warmup_ratio == 0.05

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from prism_ray.config.schema import SyntheticData
 from prism_ray.data import DataError, corpus_texts, synthesize
@@ -20,8 +21,14 @@ from prism_ray.data.fidelity import (
     fidelity_rate,
     scene_from_extra_info,
 )
-from prism_ray.data.questions import QuestionKind
-from prism_ray.data.responses import public_response, student_segments, teacher_response
+from prism_ray.data.questions import OPTION_LETTERS, Question, QuestionKind
+from prism_ray.data.responses import (
+    drifted_answer,
+    public_fidelity,
+    public_response,
+    student_segments,
+    teacher_response,
+)
 from prism_ray.data.scenes import Scene
 from prism_ray.data.synthetic import COUNTS, DatasetSize, Example, sample_examples
 from prism_ray.data.writers import ALIGN_SCHEMA, RL_SCHEMA
@@ -35,12 +42,30 @@ PRODUCTS = (
     "rlvr/train.parquet",
     "eval/test.parquet",
 )
+# The knobs of the task that `synthesize` takes and its manifest records, with the schema's
+# defaults.
+TASK_SETTINGS = (
+    "image_size", "public_perception_error", "public_reasoning_error", "public_answer_drift",
+    "digit_probability",
+)  # fmt: skip
+DIGIT_KINDS = {QuestionKind.SUM_DIGITS, QuestionKind.DIGIT_RANGE}
+# The embedded task has no digits; tests that need digit questions or digit rendering ask for
+# them at the rate the task used to have.
+WITH_DIGITS = 0.5
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     synthesize(out, seed=0, size="tiny")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny dataset with digits on about half the shapes (and so digit questions)."""
+    out = tmp_path_factory.mktemp("tiny-digits")
+    synthesize(out, seed=0, size="tiny", digit_probability=WITH_DIGITS)
     return out
 
 
@@ -54,8 +79,12 @@ def _answer_of(response: str) -> str:
     return re.search(r"<answer>\s*(.*?)\s*</answer>", response, re.DOTALL).group(1)
 
 
-def _examples(n: int, seed: int = 0) -> list[Example]:
-    return sample_examples(seed, "test", n)
+def _reasoning_of(response: str) -> str:
+    return re.search(r"<think>\n(.*?)\n</think>", response, re.DOTALL).group(1)
+
+
+def _examples(n: int, seed: int = 0, digit_probability: float = WITH_DIGITS) -> list[Example]:
+    return sample_examples(seed, "test", n, digit_probability=digit_probability)
 
 
 @pytest.mark.timeout(60)
@@ -76,9 +105,11 @@ def test_every_product_exists_with_its_row_count(tiny: Path) -> None:
     expected = [counts.sft_teacher, counts.sft_public, counts.warmup]
     expected += [counts.align, counts.rlvr, counts.eval]
     assert manifest["counts"] == dict(zip(PRODUCTS, expected, strict=True))
-    assert (manifest["seed"], manifest["size"], manifest["image_size"]) == (0, "tiny", 64)
-    rates = (manifest["public_perception_error"], manifest["public_reasoning_error"])
-    assert rates == (SyntheticData().public_perception_error, SyntheticData().public_reasoning_error)
+    assert (manifest["seed"], manifest["size"]) == (0, "tiny")
+    defaults = SyntheticData()
+    assert {name: manifest[name] for name in TASK_SETTINGS} == {
+        name: getattr(defaults, name) for name in TASK_SETTINGS
+    }
     assert len(json.loads((tiny / "sft/teacher.json").read_text())) == counts.sft_teacher
     assert len(json.loads((tiny / "sft/public.json").read_text())) == counts.sft_public
     assert len((tiny / "warmup/pairs.jsonl").read_text().splitlines()) == counts.warmup
@@ -209,7 +240,7 @@ def test_public_source_is_lower_fidelity_at_the_configured_rate() -> None:
     wrong = sum(
         _answer_of(r) != e.question.answer for r, e in zip(responses, examples, strict=True)
     )
-    assert 0.24 < wrong / len(examples) < 0.36  # default rate 0.3
+    assert 0.24 < wrong / len(examples) < 0.36  # the PUBLIC profile's rate 0.3, no drift
     teacher_captions = [
         FORMAT_PATTERN.match(teacher_response(e.scene, e.question)).group(1) for e in examples
     ]
@@ -220,51 +251,170 @@ def test_public_source_is_lower_fidelity_at_the_configured_rate() -> None:
     assert same / len(examples) < 0.5
 
 
+def _eval_examples(root: Path) -> list[Example]:
+    """The eval examples of a written dataset, rebuilt from its manifest's seed and settings."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    count = manifest["counts"]["eval/test.parquet"]
+    return sample_examples(
+        manifest["seed"], "eval", count, digit_probability=manifest["digit_probability"]
+    )
+
+
 def _public_rows(root: Path) -> list[tuple[str, Example]]:
     """(written public response, its example), rebuilt from the same seeded streams."""
-    held_out = frozenset(e.scene for e in sample_examples(0, "eval", COUNTS[DatasetSize.tiny].eval))
+    manifest = json.loads((root / "manifest.json").read_text())
+    held_out = frozenset(e.scene for e in _eval_examples(root))
     rows = json.loads((root / "sft/public.json").read_text())
-    examples = sample_examples(0, "sft_public", len(rows), held_out)
+    examples = sample_examples(
+        manifest["seed"], "sft_public", len(rows), held_out, manifest["digit_probability"]
+    )
     return [(row["messages"][-1]["content"], e) for row, e in zip(rows, examples, strict=True)]
+
+
+def _is_shortcut(response: str, question: Question) -> bool:
+    """A wrong answer reached by the shortcut "The answer is X." (public_reasoning_error)."""
+    answer = _answer_of(response)
+    return answer != question.answer and _reasoning_of(response).endswith(
+        f"The answer is {answer}."
+    )
+
+
+def _is_drifted(response: str, question: Question) -> bool:
+    """Right steps (all of them, or the conclusion alone) ending in the drifted answer."""
+    kept = {"\n".join(question.steps), question.steps[-1]}
+    return _reasoning_of(response) in kept and _answer_of(response) == drifted_answer(question)
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.0])
 def test_public_reasoning_error_reaches_the_written_file(tmp_path: Path, rate: float) -> None:
-    synthesize(tmp_path, seed=0, size="tiny", public_reasoning_error=rate)
+    # No drift, so every wrong answer is a shortcut and the shortcut rate is `rate` itself.
+    synthesize(tmp_path, seed=0, size="tiny", public_reasoning_error=rate, public_answer_drift=0)
     rows = _public_rows(tmp_path)
     wrong = sum(_answer_of(response) != e.question.answer for response, e in rows)
     assert wrong == rate * len(rows)
+    assert sum(_is_shortcut(response, e.question) for response, e in rows) == wrong
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["public_reasoning_error"] == rate
+    assert (manifest["public_reasoning_error"], manifest["public_answer_drift"]) == (rate, 0)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_public_answer_drift_reaches_the_written_file(tmp_path: Path, rate: float) -> None:
+    synthesize(tmp_path, seed=0, size="tiny", public_reasoning_error=0, public_answer_drift=rate)
+    rows = _public_rows(tmp_path)
+    drifted = sum(_is_drifted(response, e.question) for response, e in rows)
+    right = sum(_answer_of(response) == e.question.answer for response, e in rows)
+    assert (drifted, right) == (rate * len(rows), (1 - rate) * len(rows))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert (manifest["public_answer_drift"], manifest["public_reasoning_error"]) == (rate, 0)
+
+
+def test_public_answer_drift_in_the_written_file_is_about_the_requested_rate(
+    tmp_path: Path,
+) -> None:
+    synthesize(tmp_path, seed=0, size="tiny", public_reasoning_error=0, public_answer_drift=0.5)
+    rows = _public_rows(tmp_path)
+    drifted = sum(_is_drifted(response, e.question) for response, e in rows)
+    assert 0.25 < drifted / len(rows) < 0.75  # 24 rows: a loose band around 0.5
+    # Without shortcuts every answer is either right or the drifted one.
+    right = sum(_answer_of(response) == e.question.answer for response, e in rows)
+    assert drifted + right == len(rows)
+
+
+def test_public_answer_drift_keeps_the_steps_at_about_the_requested_rate() -> None:
+    examples, rng = _examples(800), random.Random(0)
+    fidelity = public_fidelity(0.25, 0.0, 0.6)
+    responses = [public_response(e.scene, e.question, rng, fidelity) for e in examples]
+    drifted = sum(_is_drifted(r, e.question) for r, e in zip(responses, examples, strict=True))
+    assert 0.54 < drifted / len(examples) < 0.66
+    wrong = sum(
+        _answer_of(r) != e.question.answer for r, e in zip(responses, examples, strict=True)
+    )
+    assert wrong == drifted  # no shortcuts at reasoning error 0: every wrong answer drifted
+
+
+def test_drifted_answer_is_one_more_or_the_next_option() -> None:
+    count = Question(QuestionKind.COUNT_COLOR, "How many red shapes are there?", "3", ("x",))
+    assert drifted_answer(count) == "4"
+    assert drifted_answer(Question(QuestionKind.COUNT_SHAPE, "q", "0", ("x",))) == "1"
+    colors = ("red", "blue", "green", "yellow")
+    for answer, drifted in (("A", "B"), ("C", "D"), ("D", "A")):  # cyclically
+        choice = Question(QuestionKind.MOST_FREQUENT_COLOR, "q", answer, ("x",), colors)
+        assert drifted_answer(choice) == drifted
+    for answer, drifted in (("A", "B"), ("B", "A")):
+        yes_no = Question(QuestionKind.COMPARE_SHAPES, "q", answer, ("x",), ("yes", "no"))
+        assert drifted_answer(yes_no) == drifted
+    for example in _examples(300):  # every kind: always wrong, always a valid answer
+        question = example.question
+        drifted = drifted_answer(question)
+        assert drifted != question.answer
+        if question.options:
+            assert drifted in OPTION_LETTERS[: len(question.options)]
+        else:
+            assert int(drifted) == int(question.answer) + 1
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.25, 0.75])
 def test_public_perception_error_reaches_the_written_file(tmp_path: Path, rate: float) -> None:
-    synthesize(tmp_path, seed=0, size="tiny", public_perception_error=rate)
+    # With digits, so the digit claims (and drop_digit) are measured too.
+    synthesize(
+        tmp_path, seed=0, size="tiny", public_perception_error=rate, digit_probability=WITH_DIGITS
+    )
     fidelity = fidelity_rate((response, e.scene) for response, e in _public_rows(tmp_path))
     assert (fidelity == 1.0) if rate == 0.0 else (fidelity < 1.0)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["public_perception_error"] == rate
 
 
-def test_rates_outside_zero_one_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="perception_error"):
-        synthesize(tmp_path, size="tiny", public_perception_error=1.2)
+@pytest.mark.parametrize("rate", ["public_perception_error", "public_answer_drift"])
+def test_rates_outside_zero_one_are_refused(tmp_path: Path, rate: str) -> None:
+    with pytest.raises(ValueError, match=rate.removeprefix("public_")):
+        synthesize(tmp_path, size="tiny", **{rate: 1.2})
     assert not any(tmp_path.iterdir())
 
 
 def test_schema_defaults_are_the_synthesis_defaults() -> None:
     source, defaults = SyntheticData(), inspect.signature(synthesize).parameters
-    assert source.public_perception_error == defaults["public_perception_error"].default
-    assert source.public_reasoning_error == defaults["public_reasoning_error"].default
+    for name in TASK_SETTINGS:
+        assert getattr(source, name) == defaults[name].default, name
 
 
-def test_rl_rows_carry_their_scene(tiny: Path) -> None:
-    eval_examples = sample_examples(0, "eval", COUNTS[DatasetSize.tiny].eval)
+@pytest.mark.parametrize("field", ["public_answer_drift", "digit_probability"])
+def test_schema_holds_the_new_rates_to_zero_one(field: str) -> None:
+    assert getattr(SyntheticData(**{field: 0.0}), field) == 0.0
+    assert getattr(SyntheticData(**{field: 1.0}), field) == 1.0
+    for bad in (-0.1, 1.1):
+        with pytest.raises(ValidationError, match=field):
+            SyntheticData(**{field: bad})
+
+
+def test_no_digits_means_no_digit_questions() -> None:
+    examples = _examples(400, digit_probability=0.0)
+    assert all(not e.scene.digits() for e in examples)
+    assert {e.question.kind for e in examples} == set(QuestionKind) - DIGIT_KINDS
+    assert all("digit" not in teacher_response(e.scene, e.question) for e in examples)
+
+
+def test_the_default_task_writes_no_digits(tiny: Path) -> None:
+    assert SyntheticData().digit_probability == 0.0
+    for product in ("align/train.parquet", "rlvr/train.parquet", "eval/test.parquet"):
+        for row in pq.read_table(tiny / product).to_pylist():
+            assert not scene_from_extra_info(row["extra_info"]).digits()
+            assert "digit" not in row["prompt"][1]["content"]
+    for row in json.loads((tiny / "sft/teacher.json").read_text()):
+        assert all("digit" not in message["content"] for message in row["messages"])
+    for line in (tiny / "warmup/pairs.jsonl").read_text().splitlines():
+        pair = json.loads(line)
+        assert "digit" not in pair["teacher_caption"] + pair["student_caption"]
+
+
+def test_rl_rows_carry_their_scene(tiny_digits: Path) -> None:
+    tiny = tiny_digits  # digits, so scenes with and without them travel
+    eval_examples = _eval_examples(tiny)
     rows = pq.read_table(tiny / "eval/test.parquet").to_pylist()
     assert [scene_from_extra_info(r["extra_info"]) for r in rows] == [
         e.scene for e in eval_examples
     ]
+    assert any(e.scene.digits() for e in eval_examples)
     for row in pq.read_table(tiny / "align/train.parquet").to_pylist():
         scene = scene_from_extra_info(row["extra_info"])
         assert scene is not None

@@ -90,8 +90,8 @@ def test_cli_reports_a_bad_experiment_file_in_one_line(tmp_path, capsys):
 def test_budget_from_tiny_recipe():
     config = load_config("recipes/tiny.yaml")
     cost = budget(config)
-    # alignment 8 steps × 4 prompts × 8 samples; RLVR 12 steps × 8 prompts × 8 samples
-    assert cost == Budget(align_rollouts=256, rlvr_steps=12, rlvr_rollouts_per_step=64)
+    # alignment 8 steps × 4 prompts × 8 samples; RLVR 30 steps × 8 prompts × 8 samples
+    assert cost == Budget(align_rollouts=256, rlvr_steps=30, rlvr_rollouts_per_step=64)
     assert cost.extra_rlvr_steps == 4
     assert budget(load_config("recipes/tiny.yaml", ["phases.align.enabled=false"])) \
         .extra_rlvr_steps == 0
@@ -126,7 +126,7 @@ def test_arms_and_overrides_from_tiny_recipe(tmp_path):
     assert baseline.sft_source == source.run_dir
     assert {"phases.rlvr.algorithm.name=dapo", "phases.sft.enabled=false",
             "phases.disc_warmup.enabled=false", "phases.align.enabled=false",
-            "phases.rlvr.steps=16", f"phases.rlvr.init_from={sft_policy}"} <= set(baseline.overrides)
+            "phases.rlvr.steps=34", f"phases.rlvr.init_from={sft_policy}"} <= set(baseline.overrides)
     assert (baseline.budget_offset, baseline.rollouts_per_step) == (0, 64)
 
     other_alg = by["prism-dapo", 1]  # SFT does not depend on the algorithm: shared too
@@ -145,7 +145,7 @@ def test_arms_and_overrides_from_tiny_recipe(tmp_path):
     configs = {key: load_config(e.recipe, spec.overrides) for key, spec in by.items()}
     c = configs["sft-dapo", 1]
     assert [p.enabled for p in c.phases] == [False, False, False, True, True]
-    assert (c.phase("rlvr").steps, c.phase("rlvr").algorithm.name) == (16, "dapo")
+    assert (c.phase("rlvr").steps, c.phase("rlvr").algorithm.name) == (34, "dapo")
     assert c.phase("rlvr").init_from == str(sft_policy) and c.seed == 1
     assert c.run_dir == str(baseline.run_dir)
     assert configs["prism-grpo-dense", 0].discriminator.num_experts == 1
@@ -248,7 +248,7 @@ def _fabricate(spec, recipe="recipes/tiny.yaml", status="done"):
     rows.append(_row("rlvr", final, fidelity=0.7 if prism else 0.55))
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     (spec.run_dir / "evaluations.json").write_text(json.dumps(rows))
-    steps = 16 if not prism else 12
+    steps = 34 if not prism else 30  # the tiny recipe's RLVR steps (+ alignment's budget)
     (spec.run_dir / "metrics.jsonl").write_text("".join(
         json.dumps({"step": 200 + i, "phase_step": i, "rlvr/rollout/accuracy": final * i / steps})
         + "\n" for i in range(steps)))
@@ -285,13 +285,13 @@ def test_report_over_fabricated_runs_reuses_them_all(tmp_path, monkeypatch, caps
     assert diff["accuracy"]["std"] == pytest.approx(0.0353553, 1e-5)
     # Equal budget on the x axis: PRISM starts after alignment's 256 rollouts.
     assert report["curves"]["prism-grpo"][0]["rollouts"] == 256 + 64
-    assert report["curves"]["sft-grpo"][-1]["rollouts"] == 16 * 64
-    assert report["curves"]["prism-grpo"][-1]["rollouts"] == 256 + 12 * 64
+    assert report["curves"]["sft-grpo"][-1]["rollouts"] == 34 * 64
+    assert report["curves"]["prism-grpo"][-1]["rollouts"] == 256 + 30 * 64
 
     markdown = (out / "results.md").read_text()
     assert "| prism-grpo | 2 | 0.550 ± 0.071 | 0.700 ± 0.000 |" in markdown
     assert "| prism-grpo − sft-grpo | 2 | +0.125 ± 0.035 |" in markdown
-    assert "sft-grpo runs 12 + 4 RLVR steps of 64 (1024 rollouts)" in markdown
+    assert "sft-grpo runs 30 + 4 RLVR steps of 64 (2176 rollouts)" in markdown
     assert "Experiment wall time:" in markdown
     for png in ("rlvr_accuracy_vs_rollouts.png", "accuracy_per_phase.png"):
         assert (out / "plots" / png).read_bytes()[:4] == b"\x89PNG"

@@ -19,17 +19,19 @@ from prism_ray.config.schema import (
 # The embedded default pipeline, written sparsely (only what differs from each phase's
 # published defaults). It is the first layer of every merge, so a recipe that does not
 # list phases inherits it and command-line overrides can address its phases by name.
-# Sized for a 2-core CPU in about 15 minutes; a tiny random-init model needs learning rates
-# far above the published ones (which are for 4B/8B models starting from an instruct model).
+# Sized for a 2-core CPU in under 10 minutes (docs/fidelity.md has the measurements): a tiny
+# random-init model needs learning rates far above the published ones (which are for 4B/8B
+# models starting from an instruct model), and RLVR needs enough steps at a high enough rate
+# to undo what SFT on the drifting public demonstrations taught.
 DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
-    {"kind": "sft", "max_steps": 150, "batch_size": 16, "max_seq_tokens": 512,
-     "optimizer": {"lr": 2e-3}},
-    {"kind": "disc_warmup", "max_steps": 30, "batch_size": 16, "optimizer": {"lr": 5e-4}},
+    {"kind": "sft", "max_steps": 200, "batch_size": 16, "max_seq_tokens": 512,
+     "optimizer": {"lr": 3e-3}},
+    {"kind": "disc_warmup", "max_steps": 20, "batch_size": 16, "optimizer": {"lr": 5e-4}},
     {"kind": "align", "steps": 8, "prompts_per_step": 4, "samples_per_prompt": 8,
-     "max_response_tokens": 160, "optimizer": {"lr": 2e-5}, "disc_optimizer": {"lr": 2e-4}},
-    {"kind": "rlvr", "steps": 12, "prompts_per_step": 8, "samples_per_prompt": 8,
-     "max_response_tokens": 160, "optimizer": {"lr": 2e-5}},
-    {"kind": "eval", "max_prompts": 64, "max_response_tokens": 160},
+     "max_response_tokens": 128, "optimizer": {"lr": 1e-4}, "disc_optimizer": {"lr": 2e-4}},
+    {"kind": "rlvr", "steps": 30, "prompts_per_step": 8, "samples_per_prompt": 8,
+     "max_response_tokens": 128, "optimizer": {"lr": 2e-4}},
+    {"kind": "eval", "max_response_tokens": 128},
 )
 
 
@@ -41,6 +43,11 @@ class ClusterConfig(Frozen):
     num_gpus: int | None = Field(None, ge=0, description="GPUs of the local cluster")
     placement_timeout_s: float = Field(120.0, gt=0)
     env_vars: dict[str, str] = Field(default_factory=dict, description="set in every actor")
+    torch_threads: int | None = Field(
+        2, ge=1, description="intra-op threads of torch in every actor (OMP_NUM_THREADS unless "
+                             "env_vars sets it); None leaves Ray's default of the actor's CPU "
+                             "count. Roles that take turns (rollout, then update) can each use "
+                             "every core of a small machine")
 
 
 class SyncConfig(Frozen):

@@ -119,7 +119,10 @@ class SyntheticData(Frozen):
     kind: Literal["synthetic"] = "synthetic"
     size: SyntheticSize = SyntheticSize.small
     seed: int = 0
-    image_size: int = Field(64, ge=16, le=1024)
+    image_size: int = Field(
+        48, ge=16, le=1024,
+        description="pixels per side; 48 gives the tiny policy (8-pixel patches, 2x2 merge) one "
+                    "vision token per grid cell")
     public_perception_error: float = Field(
         0.25, ge=0, le=1,
         description="how often the public demonstrations' captions misperceive: the chance "
@@ -127,8 +130,18 @@ class SyntheticData(Frozen):
                     "hallucinated object and a miscounted header scale with it (0: captions "
                     "as true as the teacher's). The teacher never errs")
     public_reasoning_error: float = Field(
-        0.3, ge=0, le=1,
-        description="chance that a public demonstration reasons to a wrong answer")
+        0.1, ge=0, le=1,
+        description="chance that a public demonstration that does not drift (below) takes "
+                    "a shortcut to a random wrong answer ('The answer is X.')")
+    public_answer_drift: float = Field(
+        0.6, ge=0, le=1,
+        description="chance that a public demonstration's steps are right but its answer "
+                    "drifts from them the same way every time (one more than the count, the "
+                    "next option): the systematic slip of a careless source")
+    digit_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="chance that a shape carries a digit (0: no digits and no digit "
+                    "questions, an easier task)")
 
 
 class ShareGPTData(Frozen):

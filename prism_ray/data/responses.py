@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from prism_ray.data.questions import Question
+from prism_ray.data.questions import OPTION_LETTERS, Question
 from prism_ray.data.scenes import (
     COLOR_NAMES,
     DIGIT_PROBABILITY,
@@ -33,7 +33,9 @@ class Fidelity:
     Perception, per object: drop_object (left out), wrong_color, wrong_shape, drop_digit (its
     digit not mentioned). Perception, per caption: hallucinate (one extra object in an empty
     cell), miscount (the header's count off by one). Style: drop_header. Reasoning, per
-    response: skip_steps, wrong_answer.
+    response: skip_steps, wrong_answer (a shortcut "The answer is X." with a random wrong X),
+    answer_drift (the steps are right but the final answer drifts from them the same way each
+    time: one more than the count, the option after the right one).
     """
 
     drop_object: float
@@ -45,6 +47,7 @@ class Fidelity:
     drop_header: float
     skip_steps: float
     wrong_answer: float
+    answer_drift: float = 0.0
 
 
 # The perception errors, which `public_fidelity` scales together.
@@ -79,20 +82,24 @@ STUDENT = Fidelity(
     drop_header=0.5,
     skip_steps=0.6,
     wrong_answer=0.5,
+    answer_drift=0.4,
 )
 
 
-def public_fidelity(perception_error: float, reasoning_error: float) -> Fidelity:
+def public_fidelity(perception_error: float, reasoning_error: float,
+                    answer_drift: float = 0.0) -> Fidelity:
     """The public profile at other rates. Every perception error probability scales by
     perception_error / PUBLIC_PERCEPTION_ERROR (capped at 1), so `perception_error` is the
     chance that an object is left out and 0 gives captions as true as the teacher's;
-    `reasoning_error` is the chance that the answer is wrong."""
-    for name, rate in (("perception_error", perception_error), ("reasoning_error", reasoning_error)):
+    `reasoning_error` is the chance of a shortcut to a random wrong answer, `answer_drift` the
+    chance that right steps end in the source's systematic slip (see `drifted_answer`)."""
+    for name, rate in (("perception_error", perception_error), ("reasoning_error", reasoning_error),
+                       ("answer_drift", answer_drift)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be a probability in [0, 1], got {rate}")
     scale = perception_error / PUBLIC_PERCEPTION_ERROR
     scaled = {name: min(1.0, getattr(PUBLIC, name) * scale) for name in PERCEPTION_ERRORS}
-    return replace(PUBLIC, wrong_answer=reasoning_error, **scaled)
+    return replace(PUBLIC, wrong_answer=reasoning_error, answer_drift=answer_drift, **scaled)
 
 
 def describe(obj: SceneObject) -> str:
@@ -190,7 +197,9 @@ def _with_hallucination(
     if not empty:  # sampled scenes never fill the grid; a hand-made one might
         return kept
     cell = rng.choice(empty)
-    digit = rng.randint(1, 9) if rng.random() < DIGIT_PROBABILITY else None
+    # A made-up object looks like the scene's: digits only where the task draws them.
+    carries_digit = bool(scene.digits()) and rng.random() < DIGIT_PROBABILITY
+    digit = rng.randint(1, 9) if carries_digit else None
     made_up = SceneObject(rng.choice(COLOR_NAMES), rng.choice(SHAPES), cell, digit)
     return sorted([*kept, made_up], key=lambda obj: obj.cell)
 
@@ -200,12 +209,24 @@ def degraded_reasoning(
 ) -> tuple[str, str]:
     """(reasoning, answer): steps skipped and/or a wrong answer with a conclusion that states it."""
     skip = rng.random() < fidelity.skip_steps
+    if fidelity.answer_drift and rng.random() < fidelity.answer_drift:
+        steps = question.steps[-1:] if skip else question.steps
+        return "\n".join(steps), drifted_answer(question)
     if rng.random() < fidelity.wrong_answer:
         answer = wrong_answer(question, rng)
         steps = [] if skip else list(question.steps[:-1])
         return "\n".join([*steps, f"The answer is {answer}."]), answer
     steps = question.steps[-1:] if skip else question.steps
     return "\n".join(steps), question.answer
+
+
+def drifted_answer(question: Question) -> str:
+    """The systematic slip of a careless source: one more than the count, or the option
+    after the right one (cyclically)."""
+    if question.options:
+        index = (OPTION_LETTERS.index(question.answer) + 1) % len(question.options)
+        return OPTION_LETTERS[index]
+    return str(int(question.answer) + 1)
 
 
 def wrong_answer(question: Question, rng: random.Random) -> str:

@@ -55,14 +55,15 @@ class Scene:
         return [obj.digit for obj in self.objects if obj.digit is not None]
 
 
-def sample_scene(rng: random.Random) -> Scene:
-    """Draw 2-5 objects in distinct cells; about half of them carry a digit."""
+def sample_scene(rng: random.Random, digit_probability: float = DIGIT_PROBABILITY) -> Scene:
+    """Draw 2-5 objects in distinct cells; each carries a digit with ``digit_probability``
+    (0: no digits, so no digit questions either)."""
     count = rng.randint(MIN_OBJECTS, MAX_OBJECTS)
     cells = sorted(rng.sample(range(GRID * GRID), count))
     objects = []
     for cell in cells:
         color, shape = rng.choice(COLOR_NAMES), rng.choice(SHAPES)
-        digit = rng.randint(1, 9) if rng.random() < DIGIT_PROBABILITY else None
+        digit = rng.randint(1, 9) if rng.random() < digit_probability else None
         objects.append(SceneObject(color, shape, cell, digit))
     return Scene(tuple(objects))
 

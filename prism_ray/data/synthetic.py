@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prism_ray.config.schema import SyntheticSize
+from prism_ray.config.schema import SyntheticData, SyntheticSize
 from prism_ray.data.errors import DataError
 from prism_ray.data.fidelity import scene_to_json
 from prism_ray.data.questions import Question, sample_question
 from prism_ray.data.responses import (
-    PUBLIC,
-    PUBLIC_PERCEPTION_ERROR,
     Fidelity,
     public_fidelity,
     public_response,
@@ -32,7 +30,7 @@ from prism_ray.data.responses import (
     student_segments,
     teacher_response,
 )
-from prism_ray.data.scenes import Scene, render_png, sample_scene
+from prism_ray.data.scenes import DIGIT_PROBABILITY, Scene, render_png, sample_scene
 from prism_ray.data.writers import (
     ALIGN_SCHEMA,
     RL_SCHEMA,
@@ -51,6 +49,7 @@ Progress = Callable[[str], None]
 
 
 DatasetSize = SyntheticSize  # one enum for config and synthesis
+_TASK = SyntheticData()  # the schema holds the task's defaults; synthesize takes them from it
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,9 @@ class ProductCounts:
 
 COUNTS: dict[DatasetSize, ProductCounts] = {
     DatasetSize.tiny: ProductCounts(24, 24, 16, 12, 12, 16),
-    DatasetSize.small: ProductCounts(2000, 3000, 1024, 256, 384, 128),
-    DatasetSize.full: ProductCounts(20000, 30000, 10240, 2560, 3840, 1280),
+    # Public demonstrations outnumber the teacher's about 9:1, as in the paper (1.26M vs 113K).
+    DatasetSize.small: ProductCounts(500, 4500, 1024, 256, 512, 256),
+    DatasetSize.full: ProductCounts(5000, 45000, 10240, 2560, 5120, 1280),
 }
 PRODUCT_FILES = {
     "sft_teacher": "sft/teacher.json",
@@ -92,13 +92,14 @@ def _rng(seed: int, product: str, purpose: str) -> random.Random:
 
 
 def sample_examples(
-    seed: int, product: str, count: int, held_out: frozenset[Scene] = frozenset()
+    seed: int, product: str, count: int, held_out: frozenset[Scene] = frozenset(),
+    digit_probability: float = DIGIT_PROBABILITY,
 ) -> list[Example]:
     """`count` (scene, question) examples of one product, never reusing a held-out scene."""
     rng = _rng(seed, product, "scenes")
     examples: list[Example] = []
     while len(examples) < count:
-        scene = sample_scene(rng)
+        scene = sample_scene(rng, digit_probability)
         if scene not in held_out:
             examples.append(Example(scene, sample_question(scene, rng)))
     return examples
@@ -129,11 +130,13 @@ def synthesize(
     out_dir: str | Path,
     seed: int = 0,
     size: DatasetSize | str = DatasetSize.tiny,
-    image_size: int = 64,
+    image_size: int = _TASK.image_size,
     progress: Progress | None = None,
     overwrite: bool = False,
-    public_perception_error: float = PUBLIC_PERCEPTION_ERROR,
-    public_reasoning_error: float = PUBLIC.wrong_answer,
+    public_perception_error: float = _TASK.public_perception_error,
+    public_reasoning_error: float = _TASK.public_reasoning_error,
+    public_answer_drift: float = _TASK.public_answer_drift,
+    digit_probability: float = _TASK.digit_probability,
 ) -> dict[str, Any]:
     """Write every product of PRISM_SPEC §7 under `out_dir` and return the manifest.
 
@@ -142,23 +145,29 @@ def synthesize(
     `overwrite`, which then removes only the products this function writes. Rewriting the
     same dataset is allowed (same bytes).
     """
+    if not 0.0 <= digit_probability <= 1.0:
+        raise ValueError(f"digit_probability must be a probability in [0, 1], got "
+                         f"{digit_probability}")
     size = DatasetSize(size)
     counts = COUNTS[size]
     root = Path(out_dir)
-    public = public_fidelity(public_perception_error, public_reasoning_error)
+    public = public_fidelity(public_perception_error, public_reasoning_error,
+                             public_answer_drift)
     rates = {
         "public_perception_error": public_perception_error,
         "public_reasoning_error": public_reasoning_error,
+        "public_answer_drift": public_answer_drift,
+        "digit_probability": digit_probability,
     }
     manifest = _manifest(seed, size, image_size, counts, rates)
     _prepare_output(root, manifest, overwrite)
     report = progress or (lambda _message: None)
 
-    evaluation = sample_examples(seed, "eval", counts.eval)
+    evaluation = sample_examples(seed, "eval", counts.eval, digit_probability=digit_probability)
     held_out = frozenset(example.scene for example in evaluation)
 
     def train(product: str, count: int) -> list[Example]:
-        return sample_examples(seed, product, count, held_out)
+        return sample_examples(seed, product, count, held_out, digit_probability)
 
     _write_sft(
         root, "teacher", train("sft_teacher", counts.sft_teacher), seed, image_size, None, report

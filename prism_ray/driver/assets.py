@@ -7,6 +7,7 @@ resuming it) does not redo them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,8 @@ def synthetic_sources(config: RunConfig) -> list[SyntheticData]:
 
 def synthetic_dir(run_dir: Path, source: SyntheticData) -> Path:
     # Every field that changes the bytes is in the name: two sources never share a directory.
-    return run_dir / "data" / (
-        f"synthetic-{source.size.value}-s{source.seed}-px{source.image_size}"
-        f"-pe{source.public_perception_error:g}-re{source.public_reasoning_error:g}"
-    )
+    digest = hashlib.sha256(source.model_dump_json().encode()).hexdigest()[:10]
+    return run_dir / "data" / f"synthetic-{source.size.value}-s{source.seed}-{digest}"
 
 
 def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
@@ -93,16 +92,21 @@ def _synthetic_manifest_keys(source: SyntheticData) -> dict:
     from prism_ray.data.synthetic import FORMAT_VERSION
 
     return {"format_version": FORMAT_VERSION, "seed": source.seed, "size": source.size.value,
-            "public_perception_error": source.public_perception_error,
-            "public_reasoning_error": source.public_reasoning_error}
+            **_task_settings(source)}
+
+
+def _task_settings(source: SyntheticData) -> dict:
+    """The task knobs ``synthesize`` takes, by name (also what its manifest records)."""
+    return {name: getattr(source, name) for name in (
+        "public_perception_error", "public_reasoning_error", "public_answer_drift",
+        "digit_probability")}
 
 
 def _synthesize_task(out: str, source: SyntheticData) -> str:
     from prism_ray.data.synthetic import synthesize
 
     manifest = synthesize(out, seed=source.seed, size=source.size, image_size=source.image_size,
-                          overwrite=True, public_perception_error=source.public_perception_error,
-                          public_reasoning_error=source.public_reasoning_error)
+                          overwrite=True, **_task_settings(source))
     return ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
 
 

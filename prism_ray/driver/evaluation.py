@@ -1,7 +1,7 @@
 """Evaluation on the held-out split: greedy rollouts scored by the verifier.
 
 Used by the ``eval`` phase; every evaluation adds a row to the run's table (accuracy, caption
-fidelity, format rate, mean response length), printed after each and kept for tracking.
+fidelity, format rate, mean response length, wall time of the phase it follows), printed after each and kept for tracking.
 Caption fidelity (``prism_ray.data.fidelity``) is the share of true caption claims over the
 prompts that carry their scene; None (shown "–") when none does.
 """
@@ -38,6 +38,7 @@ def evaluate(ctx: RunContext, phase: EvalPhase, label: str) -> dict[str, float]:
             (r.text, scene_from_extra_info(p.extra_info)) for p, r in zip(prompts, rollouts)),
         "format_rate": sum(r.format_ok for r in results) / n,
         "response_len": sum(len(r.token_ids) for r in rollouts) / n,
+        "phase_s": ctx.phase_wall_s.get(label),  # the training phase this row follows
     }
     ctx.evaluations.append(row)
     print(evaluation_table(ctx.evaluations), flush=True)
@@ -46,11 +47,12 @@ def evaluate(ctx: RunContext, phase: EvalPhase, label: str) -> dict[str, float]:
 
 def evaluation_table(rows: list[dict]) -> str:
     header = ("after", "weights", "prompts", "accuracy", "caption_fidelity", "format_rate",
-              "response_len")
+              "response_len", "phase_time")
     cells = [header] + [
         (r["after"], r["weights"], str(r["prompts"]), f"{r['accuracy']:.3f}",
          _optional(r.get("caption_fidelity")),  # rows restored from older checkpoints lack it
-         f"{r['format_rate']:.3f}", f"{r['response_len']:.1f}") for r in rows
+         f"{r['format_rate']:.3f}", f"{r['response_len']:.1f}",
+         "–" if r.get("phase_s") is None else f"{r['phase_s']:.0f}s") for r in rows
     ]
     return text_table(cells)
 

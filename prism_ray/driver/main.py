@@ -52,7 +52,7 @@ def run(config: RunConfig, resume: bool = False) -> RunContext:
         roles = Roles.build(config, assets)
         ctx = RunContext(config, run_dir, assets, roles, tracker, checkpoints)
         first = restore(ctx, *found) if found else 0
-        if first == 0:
+        if first == 0 and not _starts_from_checkpoint(config):
             evaluate_if_new(ctx, "start")
         for index, phase in enumerate(config.phases[first:], start=first):
             ctx.phase_index = index
@@ -78,6 +78,7 @@ def run_phase(ctx: RunContext, phase) -> None:
         start_from(ctx, Path(phase.init_from))
         # The rollout workers must sample from the weights this phase trains, from step 1.
         ctx.publish_weights()
+        evaluate_if_new(ctx, f"{phase.name} init")
     PHASE_RUNNERS[phase.kind](phase, ctx)
     wall_s = time.time() - phase_started
     ctx.phase_wall_s[phase.name] = wall_s
@@ -86,6 +87,13 @@ def run_phase(ctx: RunContext, phase) -> None:
         ctx.end_phase(phase)
     write_outputs(ctx)
     print(f"[run] phase {phase.name} done in {time.time() - phase_started:.1f}s")
+
+
+def _starts_from_checkpoint(config: RunConfig) -> bool:
+    """Whether the first enabled phase loads its own weights (then the untrained model is
+    never trained on, and evaluating it would only cost time)."""
+    first = next((p for p in config.phases if p.enabled), None)
+    return first is not None and first.init_from is not None
 
 
 def restore(ctx: RunContext, path: Path, state: DriverState) -> int:

@@ -31,6 +31,14 @@ def needed_roles(config: RunConfig) -> set[str]:
     return roles
 
 
+def actor_env(config: RunConfig) -> dict[str, str]:
+    """Environment of every actor: the cluster's env_vars plus the torch thread count."""
+    env = dict(config.cluster.env_vars)
+    if config.cluster.torch_threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(config.cluster.torch_threads))
+    return env
+
+
 def sync_backend(config: RunConfig) -> str:
     """cuda_ipc | nccl | gloo for the configured transport and placement."""
     learner_gpus = config.policy.resources.num_gpus
@@ -55,7 +63,7 @@ class Roles:
     @classmethod
     def build(cls, config: RunConfig, assets: RunAssets, log=print) -> Roles:
         wanted = needed_roles(config)
-        timeout, env = config.cluster.placement_timeout_s, dict(config.cluster.env_vars)
+        timeout, env = config.cluster.placement_timeout_s, actor_env(config)
         roles = cls(config)
         try:
             if "policy" in wanted:
