@@ -99,7 +99,7 @@ def _write_inputs(work: Path, policy: Path) -> None:
     from prism_ray.models.tiny import PRESETS, build_tiny_model
     from prism_ray.models.tokenizer import SPECIAL_TOKENS
 
-    synthesize(work / "data", size="tiny")
+    synthesize(work / "data", size="tiny", image_size=64)
     prompts = read_rl_parquet(work / "data" / "align" / "train.parquet").records[:2]
     rows = [{"uid": p.uid, "question": p.question,
              "images": [base64.b64encode(i).decode() for i in p.images]} for p in prompts]
