@@ -43,7 +43,7 @@ def load_config(
     layers = _Layers(files=[(DEFAULTS, {"phases": [dict(p) for p in DEFAULT_PHASES]})])
     for path in (recipe, cluster):
         if path is not None:
-            layers.files.append((str(path), _read_yaml(Path(path))))
+            layers.files.append((str(path), read_yaml_mapping(Path(path))))
     merged = OmegaConf.merge(*(OmegaConf.create(data) for _, data in layers.files))
     for text in overrides:
         key, value = _parse_override(text)
@@ -59,13 +59,14 @@ def load_config(
         raise ConfigError(_explain(e, tree, layers)) from None
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml_mapping(path: Path) -> dict:
+    """A YAML file whose top level is a mapping (empty file: {}); ConfigError in one line."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

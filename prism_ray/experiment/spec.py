@@ -8,12 +8,12 @@ A sparse YAML overlay on the schema below (every default lives here). Command-li
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from prism_ray.config import ConfigError
+from prism_ray.config.loader import read_yaml_mapping
 from prism_ray.experiment.plan import ABLATIONS
 
 Algorithm = Literal["grpo", "dapo", "gspo"]
@@ -78,7 +78,7 @@ def load_experiment(path: str | Path | None, *, seeds: str | None = None,
 
     Flags are comma-separated lists as typed (``--seeds 0,1``); an empty string means none.
     """
-    data = _read(Path(path)) if path is not None else {}
+    data = read_yaml_mapping(Path(path)) if path is not None else {}
     source = {key: str(path) if path is not None else "defaults" for key in data}
     flags = {"seeds": seeds, "algorithms": algorithms, "ablations": ablations, "output_dir": out}
     for key, value in flags.items():
@@ -93,20 +93,6 @@ def load_experiment(path: str | Path | None, *, seeds: str | None = None,
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_one_line(e, source, str(path or "defaults"))) from None
-
-
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return data
 
 
 def _one_line(error: ValidationError, source: dict[str, str], default: str) -> str:
