@@ -129,12 +129,7 @@ def write_plots(results: list[RunResult], arms: list[Arm], out: Path) -> list[Pa
                             [m + s for m, s in zip(mean, std)], alpha=0.2)
     ax.set(xlabel="policy rollouts (PRISM arms start after alignment's)",
            ylabel="RLVR rollout accuracy", title="RLVR accuracy at equal rollout budget")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, paths[0])
 
     summary = summarize(results, names)
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -147,12 +142,7 @@ def write_plots(results: list[RunResult], arms: list[Arm], out: Path) -> list[Pa
                         yerr=[s.std or 0.0 for _, s in points], marker="o", capsize=3, label=arm)
     ax.set_xticks(range(len(STAGES)), [label for _, label in STAGES])
     ax.set(ylabel="held-out accuracy (mean ± std over seeds)", title="Held-out accuracy per phase")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, paths[1])
     return paths
 
 
@@ -207,3 +197,13 @@ def _log_to_mlflow(out: Path, title: str, report: dict, artifacts: list[Path]) -
     failed = any(r["status"] not in ("done", "reused") for r in report["runs"])
     client.set_terminated(parent, "FAILED" if failed else "FINISHED")
     return parent
+
+
+def _finish(plt, fig, ax, path) -> None:
+    """Grid, legend when there is something to label, save, release the figure."""
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
