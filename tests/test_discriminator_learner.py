@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from prism_ray.config.run import ClusterConfig
 from prism_ray.config.schema import DiscriminatorConfig, LearnerConfig, OptimizerConfig, Resources
 from prism_ray.types import DiscriminatorItem
 
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.ray
 
 CLIP = 0.5  # small enough that warm-up pushes scores past it, larger than the initial |s| ≈ 0.3
 ACTOR_ENV = {"OMP_NUM_THREADS": "1"}
+PLACEMENT_TIMEOUT_S = ClusterConfig().placement_timeout_s
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def group(ray_cluster, tiny_pair):
 
     learner = LearnerConfig(num_ranks=1, resources=Resources(num_cpus=1), zero_stage=2)
     config = DiscriminatorConfig(score_clip=CLIP, learner=learner)
-    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV)
+    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      placement_timeout_s=PLACEMENT_TIMEOUT_S)
     yield group
     group.shutdown()
 
@@ -150,7 +153,8 @@ def test_two_ranks_uneven_shards(ray_cluster, tiny_pair, data):
     learner = LearnerConfig(num_ranks=2, resources=Resources(num_cpus=1), zero_stage=2,
                             micro_batch_tokens=64)  # one item per micro-batch
     config = DiscriminatorConfig(learner=learner)
-    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV)
+    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      placement_timeout_s=PLACEMENT_TIMEOUT_S)
     try:
         group.configure_optimizer(OptimizerConfig(lr=1e-4), total_steps=1)
         scores = group.score(items)
@@ -185,7 +189,8 @@ def test_dense_text_only_learner(ray_cluster, tiny_pair, data):
     items = align_items(data)
     learner = LearnerConfig(num_ranks=1, resources=Resources(num_cpus=1), zero_stage=2)
     config = DiscriminatorConfig(num_experts=1, top_k=1, use_images=False, learner=learner)
-    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV)
+    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      placement_timeout_s=PLACEMENT_TIMEOUT_S)
     try:
         group.configure_optimizer(OptimizerConfig(lr=1e-2, eps=1.0, weight_decay=0.0),
                                   total_steps=2)
@@ -220,7 +225,8 @@ def test_hard_routing_learner_zero3(ray_cluster, tiny_pair, data, tmp_path):
     learner = LearnerConfig(num_ranks=1, resources=Resources(num_cpus=1), zero_stage=3,
                             gradient_checkpointing=True)  # the backward recomputes routing
     config = DiscriminatorConfig(routing="hard", learner=learner)
-    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV)
+    group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      placement_timeout_s=PLACEMENT_TIMEOUT_S)
     try:
         group.configure_optimizer(OptimizerConfig(lr=1e-2, eps=1.0, weight_decay=0.0),
                                   total_steps=2)

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from prism_ray.actors.policy import PolicyLearner, PolicyLoss
+from prism_ray.algo import SFTAggregation
 from prism_ray.config.phases import GRPO, GSPO
+from prism_ray.config.run import ClusterConfig
 from prism_ray.config.schema import LearnerConfig, OptimizerConfig
 from prism_ray.learner.engine import lr_factor
 from prism_ray.types import PolicySample
@@ -22,6 +24,7 @@ from prism_ray.types import PolicySample
 OPT = OptimizerConfig(lr=1e-3, eps=1e-6, weight_decay=0.0, grad_clip=1.0)
 ATOL = 5e-6  # max |Δw| between split variants: 0.5% of the ~lr = 1e-3 step (measured ≤ 1.4e-6)
 ACTOR_ENV = {"OMP_NUM_THREADS": "1"}
+PLACEMENT_TIMEOUT_S = ClusterConfig().placement_timeout_s
 
 
 def free_port() -> int:
@@ -110,7 +113,8 @@ def make_group(tiny_pair, stage: int, budget: int):
 
     config = LearnerConfig(num_ranks=2, zero_stage=stage, micro_batch_tokens=budget,
                            resources=Resources(num_cpus=0.5))
-    group = PolicyLearnerGroup(tiny_pair[0], config, env_vars=ACTOR_ENV, call_timeout_s=300)
+    group = PolicyLearnerGroup(tiny_pair[0], config, 0, env_vars=ACTOR_ENV, call_timeout_s=300,
+                               placement_timeout_s=PLACEMENT_TIMEOUT_S)
     group.configure_optimizer(OPT, total_steps=4)
     return group
 
@@ -190,7 +194,7 @@ def test_zero3_weight_buckets_equal_the_saved_checkpoint(zero3, tmp_path):
 def test_zero3_sft_lowers_the_loss_on_a_repeated_batch(zero3, data):
     zero3.configure_optimizer(OPT, total_steps=4)  # a new phase: the engine is rebuilt
     demos = data[1][:4]
-    losses = [zero3.sft_step(demos, max_seq_tokens=512)["loss"] for _ in range(4)]
+    losses = [zero3.sft_step(demos, SFTAggregation.TOKEN_MEAN, 512)["loss"] for _ in range(4)]
     assert losses[-1] < losses[0] - 0.1, losses
 
 

@@ -30,7 +30,8 @@ def test_zero3_bf16_step_with_nccl(ray_cluster, tiny_pair, tmp_path):
     ranks = min(2, torch.cuda.device_count())
     config = LearnerConfig(num_ranks=ranks, zero_stage=3, dtype="bfloat16",
                            resources=Resources(num_cpus=1, num_gpus=1))
-    group = PolicyLearnerGroup(tiny_pair[0], config, call_timeout_s=300)
+    group = PolicyLearnerGroup(tiny_pair[0], config, 0, call_timeout_s=300,
+                               placement_timeout_s=120)
     try:
         assert group.backend == "nccl"
         group.configure_optimizer(OptimizerConfig(lr=1e-4), total_steps=2)

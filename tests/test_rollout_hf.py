@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prism_ray.actors.rollout import RolloutWorker
+from prism_ray.config.schema import RolloutConfig
 from prism_ray.data.readers import read_rl_parquet
 from prism_ray.data.synthetic import synthesize
 from prism_ray.models.inputs import encode_prompt, vision_token_ids
@@ -161,7 +162,9 @@ def test_partial_load_touches_only_given_tensors(tiny_pair):
 
 
 def test_worker_bucketed_load_is_bit_exact(tiny_pair, prompts):
-    worker = RolloutWorker(checkpoint=tiny_pair[0])  # the actor class, used in-process
+    config = RolloutConfig()
+    # The actor class, used in-process.
+    worker = RolloutWorker(tiny_pair[0], config.backend, config.sampling, config.vllm, seed=0)
     named = list(update_model(worker.engine, seed=9).named_parameters())
     half = len(named) // 2
     assert worker.load_weights(named[:half], version=2, last=False) == 0

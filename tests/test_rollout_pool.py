@@ -46,7 +46,7 @@ def sync(actors, version: int) -> None:
 
 def test_pool_generates_in_order_and_grows_and_shrinks(ray_cluster, tiny_pair, prompts):
     joined = []
-    pool = RolloutPool(config(2), tiny_pair[0], placement_timeout_s=60,
+    pool = RolloutPool(config(2), tiny_pair[0], seed=0, placement_timeout_s=60,
                        on_new_workers=lambda actors: (joined.extend(actors), sync(actors, 1)))
     with pool:
         assert [len(p) for p in pool._assign(4, 2, pool.group.actors)] == [2, 2]
@@ -67,7 +67,7 @@ def test_pool_generates_in_order_and_grows_and_shrinks(ray_cluster, tiny_pair, p
 
 
 def test_unsynced_new_worker_is_caught_and_load_is_spread(ray_cluster, tiny_pair, prompts):
-    with RolloutPool(config(1), tiny_pair[0], placement_timeout_s=60) as pool:
+    with RolloutPool(config(1), tiny_pair[0], seed=0, placement_timeout_s=60) as pool:
         sync(pool.group.actors, version=3)
         pool.add_workers(1)  # no on_new_workers hook: the caller must sync; it "forgot"
         with pytest.raises(RuntimeError, match="missed a weight sync"):
@@ -82,4 +82,4 @@ def test_unsynced_new_worker_is_caught_and_load_is_spread(ray_cluster, tiny_pair
 
 def test_unplaceable_pool_names_the_role(ray_cluster, tiny_pair):
     with pytest.raises(PlacementError, match="rollout"):
-        RolloutPool(config(1, num_gpus=1.0), tiny_pair[0], placement_timeout_s=2)
+        RolloutPool(config(1, num_gpus=1.0), tiny_pair[0], seed=0, placement_timeout_s=2)

@@ -73,7 +73,7 @@ class ActorGroup:
         resources: Resources,
         *,
         gang: bool,
-        placement_timeout_s: float = 120.0,
+        placement_timeout_s: float,
         env_vars: dict[str, str] | None = None,
         init_kwargs: dict[str, Any] | None = None,
         max_restarts: int = 0,

@@ -19,8 +19,8 @@ from prism_ray.config.schema import LearnerConfig, OptimizerConfig
 
 class LearnerGroup:
     def __init__(self, role: str, cls: type, config: LearnerConfig,
-                 init_kwargs: dict[str, Any], env_vars: dict[str, str] | None = None,
-                 placement_timeout_s: float = 120.0,
+                 init_kwargs: dict[str, Any], *, placement_timeout_s: float,
+                 env_vars: dict[str, str] | None = None,
                  call_timeout_s: float | None = None) -> None:
         """``call_timeout_s`` turns a hung collective (a rank that died mid-step) into
         GetTimeoutError instead of a hang."""

@@ -16,13 +16,14 @@ from prism_ray.types import Demonstration, PolicySample
 
 
 class PolicyLearnerGroup(LearnerGroup):
-    def __init__(self, model_path: str | Path, config: LearnerConfig, seed: int = 0,
-                 env_vars: dict[str, str] | None = None, placement_timeout_s: float = 120.0,
+    def __init__(self, model_path: str | Path, config: LearnerConfig, seed: int, *,
+                 placement_timeout_s: float, env_vars: dict[str, str] | None = None,
                  call_timeout_s: float | None = None) -> None:
         self.config = config
         super().__init__("policy", PolicyLearner, config,
                          {"model_path": str(model_path), "learner_config": config, "seed": seed},
-                         env_vars, placement_timeout_s, call_timeout_s)
+                         placement_timeout_s=placement_timeout_s, env_vars=env_vars,
+                         call_timeout_s=call_timeout_s)
 
     def compute_logprobs(self, samples: Sequence[PolicySample]) -> list[list[float]]:
         return self._all(lambda a: a.compute_logprobs, list(samples))[0]
@@ -32,9 +33,8 @@ class PolicyLearnerGroup(LearnerGroup):
         old = None if old_logprobs is None else ray.put([list(r) for r in old_logprobs])
         return self._all(lambda a: a.policy_step, list(samples), loss, old_logprobs=old)[0]
 
-    def sft_step(self, demos: Sequence[Demonstration],
-                 aggregation: SFTAggregation = SFTAggregation.TOKEN_MEAN,
-                 max_seq_tokens: int = 1024) -> dict[str, float]:
+    def sft_step(self, demos: Sequence[Demonstration], aggregation: SFTAggregation,
+                 max_seq_tokens: int) -> dict[str, float]:
         return self._all(lambda a: a.sft_step, list(demos), aggregation, max_seq_tokens)[0]
 
     def weight_manifest(self) -> WeightManifest:

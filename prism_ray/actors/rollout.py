@@ -35,19 +35,19 @@ def sampling_params(
 
 def make_engine(
     checkpoint: str | Path, backend: RolloutBackend, seed: int, vllm: VllmOptions,
-    dtype: str = "auto",
 ) -> RolloutEngine:
-    """The engine for ``backend``; each backend's heavy imports happen only when chosen."""
+    """The engine for ``backend``; each backend's heavy imports happen only when chosen.
+
+    HF generates in float32; vLLM takes the checkpoint's dtype ("auto")."""
     if backend == RolloutBackend.hf:
         from prism_ray.rollout.hf import HFEngine
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
-        return HFEngine(checkpoint, seed=seed, device=device, dtype=torch_dtype)
+        return HFEngine(checkpoint, seed=seed, device=device, dtype=torch.float32)
     if backend == RolloutBackend.vllm:
         from prism_ray.rollout.vllm import VllmEngine
 
-        return VllmEngine(checkpoint, seed=seed, options=vllm, dtype=dtype)
+        return VllmEngine(checkpoint, seed=seed, options=vllm, dtype="auto")
     raise ValueError(f"unknown rollout backend {backend!r}")
 
 
@@ -56,15 +56,15 @@ def make_engine(
 
 class RolloutWorker(RayWorker, WeightReceiver, IpcReceiver):
     def __init__(
-        self, checkpoint: str | Path, backend: RolloutBackend = RolloutBackend.hf,
-        sampling: SamplingConfig | None = None, vllm: VllmOptions | None = None,
-        seed: int = 0, dtype: str = "auto", rank: int = 0, world_size: int = 1,
+        self, checkpoint: str | Path, backend: RolloutBackend, sampling: SamplingConfig,
+        vllm: VllmOptions, seed: int, rank: int = 0, world_size: int = 1,
     ) -> None:
+        """Every setting comes from the pool's ``RolloutConfig`` (its defaults are the
+        schema's), so a worker built by hand states them too."""
         super().__init__(rank, world_size)
-        self.sampling = sampling or SamplingConfig()
+        self.sampling = sampling
         # Offset by rank: workers of one pool must not draw identical random streams.
-        self.engine = make_engine(checkpoint, RolloutBackend(backend), seed + rank,
-                                  vllm or VllmOptions(), dtype)
+        self.engine = make_engine(checkpoint, RolloutBackend(backend), seed + rank, vllm)
         self._sync_in_flight = False
 
     def generate(

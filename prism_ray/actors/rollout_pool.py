@@ -45,9 +45,8 @@ class PendingRollouts:
 
 class RolloutPool:
     def __init__(
-        self, config: RolloutConfig, checkpoint: str | Path, *,
-        placement_timeout_s: float = 120.0, seed: int = 0, dtype: str = "auto",
-        env_vars: dict[str, str] | None = None,
+        self, config: RolloutConfig, checkpoint: str | Path, *, seed: int,
+        placement_timeout_s: float, env_vars: dict[str, str] | None = None,
         on_new_workers: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.config = config
@@ -56,8 +55,7 @@ class RolloutPool:
             ROLE, RolloutWorker, config.num_workers, config.resources, gang=False,
             placement_timeout_s=placement_timeout_s, env_vars=env_vars,
             init_kwargs=dict(checkpoint=str(checkpoint), backend=config.backend,
-                             sampling=config.sampling, vllm=config.vllm, seed=seed,
-                             dtype=dtype),
+                             sampling=config.sampling, vllm=config.vllm, seed=seed),
         )
         self._outstanding: dict[int, int] = {}  # id(actor handle) → samples in flight
 
