@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
+from prism_ray.cluster import start_ray, stop_ray
 from prism_ray.config import RunConfig, dump_config
 from prism_ray.driver.align import run_align, run_disc_warmup
 from prism_ray.driver.assets import prepare_assets
 from prism_ray.driver.checkpoint import CheckpointManager, DriverState
-from prism_ray.driver.cluster import start_ray, stop_ray
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table, run_eval
 from prism_ray.driver.plots import write_plots

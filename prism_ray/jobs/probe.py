@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from prism_ray.driver.cluster import start_ray, stop_ray
+    from prism_ray.cluster import start_ray, stop_ray
 
     resources, _ = start_ray(config.cluster, log_to_driver=False)
     print(f"[probe] joined Ray {ray.__version__} cluster with {len(ray.nodes())} node(s)")

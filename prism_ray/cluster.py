@@ -1,4 +1,8 @@
-"""Connecting to Ray: a local single-node cluster on loopback, or an existing cluster."""
+"""Connecting to Ray: a local single-node cluster on loopback, or an existing cluster.
+
+Below both the driver (a run) and the jobs probe (``submit --dry-run``), so that the
+submission side never imports the driver.
+"""
 
 from __future__ import annotations
 
