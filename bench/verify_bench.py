@@ -15,6 +15,8 @@ import statistics
 import time
 from collections.abc import Callable
 
+from prism_ray.config.phases import RewardConfig
+from prism_ray.config.schema import VerifierConfig
 from prism_ray.prompting import format_response
 from prism_ray.verify import Decision, Verifier, extract_answer, is_safe_for_symbolic, judge_answer
 from prism_ray.verify.symbolic import prepare_latex
@@ -108,7 +110,7 @@ def main() -> None:
     cases = [(name, *MIX[name][1](rng)) for name in plan]
     latencies: dict[str, list[float]] = {name: [] for name in names}
     child: dict[str, int] = dict.fromkeys(names, 0)
-    with Verifier() as verifier:
+    with Verifier(VerifierConfig(), RewardConfig()) as verifier:  # the schema's defaults
         started = time.perf_counter()
         for name, response, truth in cases:
             tick = time.perf_counter()

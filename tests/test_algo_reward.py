@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from prism_ray.algo import rlvr_reward
-from prism_ray.verify import VerifierConfig, rlvr_score
+from prism_ray.config.phases import RewardConfig
+from prism_ray.verify import rlvr_score
 
 
 def test_rlvr_reward_by_hand():
@@ -28,7 +29,7 @@ def test_weights_and_limit_are_parameters():
 
 
 def test_tensor_reward_agrees_with_the_verifier_rule():
-    config = VerifierConfig()
+    config = RewardConfig()
     for accuracy, format_ok, chars in itertools.product(
         [0.0, 1.0], [False, True], [0, 5, 1023, 1024]
     ):

@@ -6,8 +6,10 @@ import time
 
 import pytest
 
+from prism_ray.config.phases import RewardConfig
+from prism_ray.config.schema import VerifierConfig
 from prism_ray.prompting import format_response
-from prism_ray.verify import Reason, SymbolicChecker, SymbolicOutcome, Verifier, VerifierConfig
+from prism_ray.verify import Reason, SymbolicChecker, SymbolicOutcome, Verifier
 
 TIMEOUT_S = 5.0
 MARGIN_S = 3.0  # behavioural bound only: a hostile input must not run past the timeout
@@ -30,7 +32,7 @@ def _alive(pid: int | None) -> bool:
 
 @pytest.fixture(scope="module")
 def verifier():
-    with Verifier(VerifierConfig(timeout_s=TIMEOUT_S)) as instance:
+    with Verifier(VerifierConfig(timeout_s=TIMEOUT_S), RewardConfig()) as instance:
         yield instance
         pid = instance.child_pid
     assert not _alive(pid)
@@ -242,7 +244,7 @@ def test_batch_matches_single_calls(verifier):
 
 
 def test_a_stuck_check_times_out_and_the_child_is_replaced():
-    with SymbolicChecker(timeout_s=0.3) as checker:
+    with SymbolicChecker(VerifierConfig(timeout_s=0.3)) as checker:
         checker.start()
         first_pid = checker.child_pid
         started = time.monotonic()
@@ -259,7 +261,7 @@ def test_a_stuck_check_times_out_and_the_child_is_replaced():
 
 
 def test_verifier_reports_timeout_within_its_budget():
-    with Verifier(VerifierConfig(timeout_s=0.5)) as short:
+    with Verifier(VerifierConfig(timeout_s=0.5), RewardConfig()) as short:
         started = time.monotonic()
         result = short.verify(respond("(9^{9999})^{9999}"), "1")
         assert time.monotonic() - started < 0.5 + MARGIN_S
@@ -269,14 +271,14 @@ def test_verifier_reports_timeout_within_its_budget():
 
 
 def test_refused_input_never_reaches_the_child():
-    with SymbolicChecker() as checker:
+    with SymbolicChecker(VerifierConfig()) as checker:
         assert checker.check("9**9**9", "1") is SymbolicOutcome.REFUSED
         assert checker.child_pid is None  # nothing was started for it
 
 
 def test_a_child_that_cannot_start_gives_error_not_an_exception():
     config = VerifierConfig(timeout_s=2.0, memory_limit_mb=32)  # too little to import math-verify
-    with Verifier(config, start=False) as broken:
+    with Verifier(config, RewardConfig(), start=False) as broken:
         started = time.monotonic()
         result = broken.verify(respond("x+1"), "1+x")
         assert time.monotonic() - started < 2.0 + MARGIN_S
@@ -284,3 +286,12 @@ def test_a_child_that_cannot_start_gives_error_not_an_exception():
         assert broken.verify(respond("5"), "5").reason is Reason.CORRECT  # rules still work
         pid = broken.child_pid
     assert not _alive(pid)
+
+
+def test_without_math_verify_the_rules_decide_alone(verifier):
+    with Verifier(VerifierConfig(math_verify=False), RewardConfig()) as rules_only:
+        assert rules_only.child_pid is None  # no child process is started for it
+        assert rules_only.verify(respond("5"), "5").reason is Reason.CORRECT
+        symbolic_only = rules_only.verify(respond("x^2+2x+1"), "(x+1)^2")
+        assert symbolic_only.reason is Reason.WRONG and rules_only.child_pid is None
+    assert verifier.verify(respond("x^2+2x+1"), "(x+1)^2").reason is Reason.CORRECT

@@ -1,7 +1,7 @@
 """Verifier pool: CPU actors scoring responses in batches with the rule-based verifier.
 
 Each actor owns one ``Verifier`` (whose math-verify fallback runs in a child process with a
-hard per-call timeout). Batches go to the least-loaded actor; results come back as they
+hard per-call timeout), built from the run's ``verifier`` section and the phase's ``reward``. Batches go to the least-loaded actor; results come back as they
 finish. Timeouts and errors are counted, never fatal: a whole batch lost to a dead actor is
 scored 0 and counted under ``error``.
 """
@@ -19,13 +19,12 @@ from prism_ray.config.phases import RewardConfig
 from prism_ray.config.schema import VerifierConfig
 from prism_ray.types import VerifyRequest
 from prism_ray.verify import Reason, Verifier, VerifyResult
-from prism_ray.verify import VerifierConfig as RewardSettings
 
 
 class VerifierWorker(RayWorker):
-    def __init__(self, rank: int = 0, world_size: int = 1, timeout_s: float = 5.0) -> None:
+    def __init__(self, settings: VerifierConfig, rank: int = 0, world_size: int = 1) -> None:
         super().__init__(rank, world_size)
-        self.timeout_s = timeout_s
+        self.settings = settings
         self._verifiers: dict[RewardConfig, Verifier] = {}
 
     def verify_batch(self, requests: Sequence[VerifyRequest],
@@ -39,9 +38,7 @@ class VerifierWorker(RayWorker):
         if reward not in self._verifiers:
             for old in self._verifiers.values():
                 old.close()
-            self._verifiers = {reward: Verifier(RewardSettings(
-                accuracy_weight=reward.accuracy_weight, format_weight=reward.format_weight,
-                max_answer_chars=reward.max_answer_chars, timeout_s=self.timeout_s))}
+            self._verifiers = {reward: Verifier(self.settings, reward)}
         return self._verifiers[reward]
 
     def close(self) -> None:
@@ -70,7 +67,7 @@ class VerifierPool:
         self.batch_size = config.batch_size
         self.group = ActorGroup("verifier", VerifierWorker, config.num_workers, config.resources,
                                 gang=False, placement_timeout_s=placement_timeout_s,
-                                env_vars=env_vars, init_kwargs={"timeout_s": config.timeout_s},
+                                env_vars=env_vars, init_kwargs={"settings": config},
                                 max_restarts=3)  # a crashed verifier comes back for the next batch
 
     def score(self, requests: Sequence[VerifyRequest], reward: RewardConfig,

@@ -290,8 +290,17 @@ class DiscriminatorConfig(Frozen):
 
 
 class VerifierConfig(Frozen):
+    """The verifier pool and the limits of one verification (``prism_ray.verify.Verifier``
+    takes this section as is; the reward weights are each phase's ``reward``)."""
+
     num_workers: int = Field(1, ge=1)
     resources: Resources = Resources(num_cpus=0.25)
-    timeout_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0, description="symbolic time budget of one response")
+    startup_timeout_s: float = Field(
+        60.0, gt=0, description="how long the math-verify child may take to start (its import)")
+    memory_limit_mb: int | None = Field(
+        4096, ge=1, description="address-space cap of the math-verify child; None: no cap")
     batch_size: int = Field(64, ge=1)
-    math_verify: bool = True
+    math_verify: bool = Field(
+        True, description="false: rules only; an answer they cannot decide is wrong, and no "
+                          "math-verify child process is started")

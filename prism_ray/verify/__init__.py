@@ -11,7 +11,7 @@ from prism_ray.verify.judge import Decision, Judgement, judge_answer, judge_valu
 from prism_ray.verify.normalize import Quantity, clean_answer, normalize_text, parse_quantity
 from prism_ray.verify.structure import parse_tuple, split_values
 from prism_ray.verify.symbolic import SymbolicChecker, SymbolicOutcome, is_safe_for_symbolic
-from prism_ray.verify.verifier import Reason, Verifier, VerifierConfig, VerifyResult, rlvr_score
+from prism_ray.verify.verifier import Reason, Verifier, VerifyResult, rlvr_score
 
 __all__ = [
     "ChoiceTruth",
@@ -23,7 +23,6 @@ __all__ = [
     "SymbolicChecker",
     "SymbolicOutcome",
     "Verifier",
-    "VerifierConfig",
     "VerifyResult",
     "answer_block",
     "check_format",

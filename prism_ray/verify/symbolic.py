@@ -18,8 +18,12 @@ import time
 import weakref
 from enum import Enum
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from prism_ray.verify.normalize import nesting_depth, unwrap_text_commands
+
+if TYPE_CHECKING:  # the schema is only a type here: verify stays free of the config stack
+    from prism_ray.config.schema import VerifierConfig
 
 MAX_SYMBOLIC_CHARS = 512
 MAX_EXPONENT_DIGITS = 4  # x^{9999} is fine for sympy; x^{99999...} is not worth computing
@@ -170,18 +174,15 @@ class SymbolicChecker:
     a later check would start a new one; a finalizer stops it if the checker is collected.
     """
 
-    def __init__(
-        self,
-        timeout_s: float = 5.0,
-        startup_timeout_s: float = 60.0,
-        memory_limit_mb: int | None = 4096,
-    ) -> None:
-        self.timeout_s = timeout_s
-        self.startup_timeout_s = startup_timeout_s
-        self._memory_limit_mb = memory_limit_mb
+    def __init__(self, settings: VerifierConfig) -> None:
+        """Time and memory limits come from the run's ``verifier`` section (the schema holds
+        their defaults)."""
+        self.timeout_s = settings.timeout_s
+        self.startup_timeout_s = settings.startup_timeout_s
+        self._memory_limit_mb = settings.memory_limit_mb
         # math-verify's own SIGALRM limits (whole seconds, one per parse/compare stage) end most
         # slow checks politely, sparing a restart; the parent's kill is the hard bound behind.
-        self._soft_timeout_s = max(1, int(timeout_s // 2))
+        self._soft_timeout_s = max(1, int(self.timeout_s // 2))
         self._context = mp.get_context("spawn")
         self._lock = threading.Lock()
         self._slot: list[_Child] = []  # zero or one child; a list so the finalizer can see it

@@ -2,6 +2,9 @@
 
 `Verifier` is plain Python (no Ray); a pool of actors wraps it. One `verify` call returns
 within `timeout_s` of wall-clock time spent on symbolic checks, whatever the input.
+
+Its settings are the run config's own classes (the ``verifier`` section for limits, a
+phase's ``reward`` for the weights), so every default lives in the schema.
 """
 
 from __future__ import annotations
@@ -10,11 +13,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from prism_ray.verify.extract import answer_block, extract_answer, has_format_tag
 from prism_ray.verify.format_gate import check_format
 from prism_ray.verify.judge import Decision, Judgement, judge_answer
 from prism_ray.verify.symbolic import SymbolicChecker, SymbolicOutcome
+
+if TYPE_CHECKING:  # the schema is only a type here: verify stays free of the config stack
+    from prism_ray.config.phases import RewardConfig
+    from prism_ray.config.schema import VerifierConfig
 
 
 class Reason(str, Enum):
@@ -37,24 +45,12 @@ class VerifyResult:
     reason: Reason
 
 
-@dataclass(frozen=True)
-class VerifierConfig:
-    """Reward weights and limits (PRISM_SPEC §5-6 defaults)."""
-
-    accuracy_weight: float = 0.8
-    format_weight: float = 0.2
-    max_answer_chars: int = 1024
-    timeout_s: float = 5.0  # symbolic time budget of one verify() call
-    startup_timeout_s: float = 60.0
-    memory_limit_mb: int | None = 4096  # address-space cap of the math-verify child
-
-
-def rlvr_score(format_ok: bool, judged: bool, accuracy: float, config: VerifierConfig) -> float:
+def rlvr_score(format_ok: bool, judged: bool, accuracy: float, reward: RewardConfig) -> float:
     """0 if the format fails; format_weight alone if the answer was not judged (empty or
     overlong); else accuracy_weight * accuracy + format_weight."""
     if not format_ok:
         return 0.0
-    return config.format_weight + (config.accuracy_weight * accuracy if judged else 0.0)
+    return reward.format_weight + (reward.accuracy_weight * accuracy if judged else 0.0)
 
 
 class Verifier:
@@ -65,14 +61,13 @@ class Verifier:
     `if __name__ == "__main__":` guard (Ray workers, pytest and `python -m` entry points have it).
     """
 
-    def __init__(self, config: VerifierConfig | None = None, start: bool = True) -> None:
-        self.config = config or VerifierConfig()
-        self._symbolic = SymbolicChecker(
-            timeout_s=self.config.timeout_s,
-            startup_timeout_s=self.config.startup_timeout_s,
-            memory_limit_mb=self.config.memory_limit_mb,
-        )
-        if start:
+    def __init__(self, settings: VerifierConfig, reward: RewardConfig, start: bool = True) -> None:
+        """``settings``: time and memory limits, and whether the math-verify fallback runs at
+        all (without it, an answer the rules cannot decide is wrong and no child process is
+        started). ``reward``: the weights and the answer-length limit of the phase."""
+        self.settings, self.reward = settings, reward
+        self._symbolic = SymbolicChecker(settings) if settings.math_verify else None
+        if start and self._symbolic is not None:
             self._symbolic.start()  # pay math-verify's import now, not inside the first timeout
 
     def verify(
@@ -107,16 +102,17 @@ class Verifier:
     @property
     def restarts(self) -> int:
         """How often the math-verify child was killed and replaced (timeouts, crashes)."""
-        return self._symbolic.restarts
+        return self._symbolic.restarts if self._symbolic is not None else 0
 
     @property
     def child_pid(self) -> int | None:
         """Process id of the math-verify child, None when none is running."""
-        return self._symbolic.child_pid
+        return self._symbolic.child_pid if self._symbolic is not None else None
 
     def close(self) -> None:
         """Stop the math-verify child process (idempotent)."""
-        self._symbolic.close()
+        if self._symbolic is not None:
+            self._symbolic.close()
 
     def __enter__(self) -> Verifier:
         return self
@@ -132,7 +128,7 @@ class Verifier:
         stripped = "" if answer is None else answer.strip()
         if not stripped:
             return self._result(True, judged=False, reason=Reason.EMPTY_ANSWER)
-        if len(stripped) >= self.config.max_answer_chars:
+        if len(stripped) >= self.reward.max_answer_chars:
             return self._result(True, judged=False, reason=Reason.OVERLONG_ANSWER)
         if has_format_tag(stripped):
             return self._result(True, judged=True, reason=Reason.WRONG)  # hedge or leaked template
@@ -149,10 +145,12 @@ class Verifier:
                 return Reason.CORRECT
             if judgement.decision is Decision.UNDECIDED:
                 undecided.append(judgement)
-        deadline = time.monotonic() + self.config.timeout_s
+        if self._symbolic is None:
+            return Reason.WRONG  # rules only: what they cannot match is not accepted
+        deadline = time.monotonic() + self.settings.timeout_s
         failures: set[SymbolicOutcome] = set()
         for judgement in undecided:
-            outcome = self._all_equal(judgement, deadline)
+            outcome = _all_equal(self._symbolic, judgement, deadline)
             if outcome is SymbolicOutcome.EQUAL:
                 return Reason.CORRECT
             failures.add(outcome)
@@ -160,15 +158,16 @@ class Verifier:
             return Reason.TIMEOUT
         return Reason.ERROR if SymbolicOutcome.ERROR in failures else Reason.WRONG
 
-    def _all_equal(self, judgement: Judgement, deadline: float) -> SymbolicOutcome:
-        """EQUAL if every pending pair is symbolically equal, else the first other outcome."""
-        for predicted, truth in judgement.pending:
-            outcome = self._symbolic.check(predicted, truth, deadline)
-            if outcome is not SymbolicOutcome.EQUAL:
-                return outcome
-        return SymbolicOutcome.EQUAL
-
     def _result(self, format_ok: bool, judged: bool, reason: Reason) -> VerifyResult:
         accuracy = 1.0 if reason is Reason.CORRECT else 0.0
-        score = rlvr_score(format_ok, judged, accuracy, self.config)
+        score = rlvr_score(format_ok, judged, accuracy, self.reward)
         return VerifyResult(score=score, accuracy=accuracy, format_ok=format_ok, reason=reason)
+
+
+def _all_equal(symbolic: SymbolicChecker, judgement: Judgement, deadline: float) -> SymbolicOutcome:
+    """EQUAL if every pending pair is symbolically equal, else the first other outcome."""
+    for predicted, truth in judgement.pending:
+        outcome = symbolic.check(predicted, truth, deadline)
+        if outcome is not SymbolicOutcome.EQUAL:
+            return outcome
+    return SymbolicOutcome.EQUAL
