@@ -23,7 +23,11 @@ def tiny_pair(tmp_path_factory):
     from prism_ray.models.tokenizer import train_tokenizer
 
     out = tmp_path_factory.mktemp("tiny")
-    tokenizer = train_tokenizer(default_corpus(seed=0, n=TOKENIZER_TEXTS),
+    from prism_ray.config.run import RunConfig
+
+    system_prompt = RunConfig().system_prompt
+    tokenizer = train_tokenizer(default_corpus(seed=0, system_prompt=system_prompt,
+                                               n=TOKENIZER_TEXTS),
                                 vocab_size=PRESETS["policy"].vocab_size)
     policy = create_tiny_checkpoint(out / "policy", "policy", seed=0, tokenizer=tokenizer)
     disc = create_tiny_checkpoint(out / "discriminator", "discriminator", seed=1,

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from prism_ray.config.run import RunConfig
 from prism_ray.learner.microbatch import plan_micro_batches
 from prism_ray.models.batching import (
     SequenceItem,
@@ -18,6 +19,8 @@ from prism_ray.models.batching import (
     continuation_logprobs,
 )
 from prism_ray.models.inputs import encode_prompt
+
+SYSTEM_PROMPT = RunConfig().system_prompt  # the schema's default
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def processor(tiny_pair):
 @pytest.fixture(scope="module")
 def items(processor, data):
     prompts = data[0][:2]
-    return [SequenceItem(encode_prompt(processor, p.question, p.images), cont, f"s{i}")
+    return [SequenceItem(encode_prompt(processor, p.question, p.images,
+                                       system_prompt=SYSTEM_PROMPT), cont, f"s{i}")
             for i, (p, cont) in enumerate(zip(prompts, [(105, 106, 107), (108, 109, 110, 111, 112)]))]
 
 
@@ -84,12 +88,14 @@ def test_dropped_pixels_or_wrong_grid_fail_loudly_naming_the_sample(processor, i
 def test_sft_collation_truncates_and_counts(processor, data):
     spec = VisionSpec.from_processor(processor)
     demos = data[1][:3]
-    full = collate_demonstrations(processor, demos, spec, max_seq_tokens=4096)
+    full = collate_demonstrations(processor, demos, spec, max_seq_tokens=4096,
+                                  system_prompt=SYSTEM_PROMPT)
     assert full.num_truncated == 0
     ends = full.input_ids.gather(1, (full.attention_mask.sum(-1, keepdim=True) - 1))
     assert (ends == spec.end_token_id).all()  # every continuation closes the turn
     limit = int(full.attention_mask.sum(-1).min()) - 2
-    cut = collate_demonstrations(processor, demos, spec, max_seq_tokens=limit)
+    cut = collate_demonstrations(processor, demos, spec, max_seq_tokens=limit,
+                                 system_prompt=SYSTEM_PROMPT)
     assert cut.num_truncated == 3
     assert cut.attention_mask.sum(-1).max() <= limit
 

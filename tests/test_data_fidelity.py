@@ -143,7 +143,7 @@ def test_scene_json_round_trips_and_bad_scenes_are_none() -> None:
 def test_rl_parquet_without_a_scene_loads_and_reports_no_fidelity(tmp_path: Path) -> None:
     row = rl_row(data_source="user", question="How many?", image_png=render_png(SCENE),
                  ground_truth="3", equivalent_answers=[], extra_info={"split": "test"},
-                 ability="x")
+                 ability="x", system_prompt=None)
     pq.write_table(pa.Table.from_pylist([row]), tmp_path / "user.parquet")
     (prompt,) = read_rl_parquet(tmp_path / "user.parquet").records
     assert prompt.extra_info == {"split": "test"}

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from prism_ray.config.run import RunConfig
 from prism_ray.config.schema import SyntheticData
 from prism_ray.data import DataError, corpus_texts, synthesize
 from prism_ray.data.fidelity import (
@@ -32,8 +33,9 @@ from prism_ray.data.responses import (
 from prism_ray.data.scenes import Scene
 from prism_ray.data.synthetic import COUNTS, DatasetSize, Example, sample_examples
 from prism_ray.data.writers import ALIGN_SCHEMA, RL_SCHEMA
-from prism_ray.prompting import FORMAT_PATTERN, SYSTEM_PROMPT
+from prism_ray.prompting import FORMAT_PATTERN
 
+SYSTEM_PROMPT = RunConfig().system_prompt  # the schema's default
 PRODUCTS = (
     "sft/teacher.json",
     "sft/public.json",
@@ -439,8 +441,9 @@ def test_student_segments_always_differ_from_the_teacher() -> None:
 
 
 def test_corpus_texts_are_deterministic_and_exactly_n() -> None:
-    texts = list(corpus_texts(seed=0, n=50))
+    texts = list(corpus_texts(seed=0, n=50, system_prompt=SYSTEM_PROMPT))
     assert len(texts) == 50 and texts[0] == SYSTEM_PROMPT
-    assert texts == list(corpus_texts(seed=0, n=50))
-    assert texts != list(corpus_texts(seed=1, n=50))
+    assert texts == list(corpus_texts(seed=0, n=50, system_prompt=SYSTEM_PROMPT))
+    assert texts != list(corpus_texts(seed=1, n=50, system_prompt=SYSTEM_PROMPT))
+    assert list(corpus_texts(seed=0, n=49, system_prompt=None)) == texts[1:]
     assert any(FORMAT_PATTERN.match(text) for text in texts[1:])

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from prism_ray.config.run import ClusterConfig
+from prism_ray.config.run import ClusterConfig, RunConfig
 from prism_ray.config.schema import DiscriminatorConfig, LearnerConfig, OptimizerConfig, Resources
 from prism_ray.types import DiscriminatorItem
 
@@ -18,6 +18,7 @@ pytestmark = pytest.mark.ray
 CLIP = 0.5  # small enough that warm-up pushes scores past it, larger than the initial |s| ≈ 0.3
 ACTOR_ENV = {"OMP_NUM_THREADS": "1"}
 PLACEMENT_TIMEOUT_S = ClusterConfig().placement_timeout_s
+SYSTEM_PROMPT = RunConfig().system_prompt
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def group(ray_cluster, tiny_pair):
     learner = LearnerConfig(num_ranks=1, resources=Resources(num_cpus=1), zero_stage=2)
     config = DiscriminatorConfig(score_clip=CLIP, learner=learner)
     group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      system_prompt=SYSTEM_PROMPT,
                                       placement_timeout_s=PLACEMENT_TIMEOUT_S)
     yield group
     group.shutdown()
@@ -73,7 +75,7 @@ def local_scores(model, path, item: DiscriminatorItem, clip: float) -> torch.Ten
     from prism_ray.models.segments import encode_item, item_sequences, item_views
 
     processor = load_processor(path)
-    encoded = encode_item(processor, item, model.use_images)
+    encoded = encode_item(processor, item, model.use_images, system_prompt=SYSTEM_PROMPT)
     spec = VisionSpec.from_processor(processor)
     terminator = terminator_id(processor.tokenizer, "<|im_end|>")
     batch = collate(item_sequences(encoded, terminator), spec)
@@ -154,6 +156,7 @@ def test_two_ranks_uneven_shards(ray_cluster, tiny_pair, data):
                             micro_batch_tokens=64)  # one item per micro-batch
     config = DiscriminatorConfig(learner=learner)
     group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      system_prompt=SYSTEM_PROMPT,
                                       placement_timeout_s=PLACEMENT_TIMEOUT_S)
     try:
         group.configure_optimizer(OptimizerConfig(lr=1e-4), total_steps=1)
@@ -190,6 +193,7 @@ def test_dense_text_only_learner(ray_cluster, tiny_pair, data):
     learner = LearnerConfig(num_ranks=1, resources=Resources(num_cpus=1), zero_stage=2)
     config = DiscriminatorConfig(num_experts=1, top_k=1, use_images=False, learner=learner)
     group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      system_prompt=SYSTEM_PROMPT,
                                       placement_timeout_s=PLACEMENT_TIMEOUT_S)
     try:
         group.configure_optimizer(OptimizerConfig(lr=1e-2, eps=1.0, weight_decay=0.0),
@@ -226,6 +230,7 @@ def test_hard_routing_learner_zero3(ray_cluster, tiny_pair, data, tmp_path):
                             gradient_checkpointing=True)  # the backward recomputes routing
     config = DiscriminatorConfig(routing="hard", learner=learner)
     group = DiscriminatorLearnerGroup(tiny_pair[1], config, seed=0, env_vars=ACTOR_ENV,
+                                      system_prompt=SYSTEM_PROMPT,
                                       placement_timeout_s=PLACEMENT_TIMEOUT_S)
     try:
         group.configure_optimizer(OptimizerConfig(lr=1e-2, eps=1.0, weight_decay=0.0),
@@ -243,11 +248,11 @@ def test_hard_routing_learner_zero3(ray_cluster, tiny_pair, data, tmp_path):
         path = group.save_hf(tmp_path / "hard")
     finally:
         group.shutdown()
-    learned = DiscriminatorLearner(0, 1, str(path), DiscriminatorConfig())
+    learned = DiscriminatorLearner(0, 1, str(path), DiscriminatorConfig(), 0, SYSTEM_PROMPT)
     learned.dtype, learned.device, learned.seed = torch.float32, torch.device("cpu"), 0
     with pytest.raises(ValueError, match="trained with routing=hard"):
         learned._load(str(path))
-    hard = DiscriminatorLearner(0, 1, str(path), config)
+    hard = DiscriminatorLearner(0, 1, str(path), config, 0, SYSTEM_PROMPT)
     hard.dtype, hard.device, hard.seed = torch.float32, torch.device("cpu"), 0
     reloaded = hard._load(str(path))
     assert reloaded.routing == "hard"

@@ -10,6 +10,7 @@ import torch
 from pydantic import ValidationError
 
 from prism_ray.config import ConfigError, load_config
+from prism_ray.config.run import RunConfig
 from prism_ray.config.schema import DiscriminatorConfig
 from prism_ray.data.readers import read_warmup_jsonl
 from prism_ray.data.synthetic import synthesize
@@ -38,6 +39,7 @@ from prism_ray.verify.format_gate import check_format
 # fp32 on CPU: top-k weights renormalised to sum 1 over identical experts reproduce the dense MLP
 # up to rounding (measured max |Δ| ≈ 1e-6 on hidden states of magnitude ~1).
 EQUIVALENCE_ATOL = 1e-5
+SYSTEM_PROMPT = RunConfig().system_prompt  # the schema's default
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def disc(tiny_pair):
 
 def _inputs(processor, items, count: int = 2):
     spec = VisionSpec.from_processor(processor)
-    encoded = [encode_item(processor, it) for it in items[:count]]
+    encoded = [encode_item(processor, it, system_prompt=SYSTEM_PROMPT) for it in items[:count]]
     sequences = [s for e in encoded for s in item_sequences(e, spec.end_token_id)]
     return encoded, collate(sequences, spec)
 
@@ -231,7 +233,7 @@ def test_teacher_and_student_take_the_same_path(disc, processor, items):
     item = items[0]
     twin = DiscriminatorItem(item.uid, item.question, item.images, item.teacher_caption,
                              item.teacher_cot, (item.teacher_response,))
-    encoded = encode_item(processor, twin)
+    encoded = encode_item(processor, twin, system_prompt=SYSTEM_PROMPT)
     assert encoded.students[0] == encoded.teacher
     assert encoded.teacher == split_response(processor.tokenizer, item.teacher_response)
     spec = VisionSpec.from_processor(processor)
@@ -247,7 +249,7 @@ def test_invalid_responses_score_zero_and_are_masked(processor, items):
     responses = ("no tags at all", item.student_responses[0], "<caption>x</caption> only")
     mixed = DiscriminatorItem(item.uid, item.question, item.images, item.teacher_caption,
                               item.teacher_cot, responses)
-    encoded = encode_item(processor, mixed)
+    encoded = encode_item(processor, mixed, system_prompt=SYSTEM_PROMPT)
     assert encoded.valid == (False, True, False)
     assert len(item_sequences(encoded, 0)) == 4  # teacher + the one valid student, two views
     scores = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
@@ -265,7 +267,7 @@ def test_malformed_teacher_is_a_data_error(processor, items):
     bad = DiscriminatorItem(item.uid, item.question, item.images, "caption without tags",
                             item.teacher_cot, item.student_responses)
     with pytest.raises(ValueError, match="teacher"):
-        encode_item(processor, bad)
+        encode_item(processor, bad, system_prompt=SYSTEM_PROMPT)
 
 
 # ── ablations (DiscriminatorConfig.num_experts=1, use_images, routing) ────
@@ -274,7 +276,8 @@ def test_malformed_teacher_is_a_data_error(processor, items):
 def _view_batch(processor, items, use_images: bool = True, count: int = 2):
     """(batch, view_index [B]) of ``count`` items, as the learner builds them."""
     spec = VisionSpec.from_processor(processor)
-    encoded = [encode_item(processor, it, use_images) for it in items[:count]]
+    encoded = [encode_item(processor, it, use_images, system_prompt=SYSTEM_PROMPT)
+               for it in items[:count]]
     sequences = [s for e in encoded for s in item_sequences(e, spec.end_token_id)]
     views = torch.tensor([v for e in encoded for v in item_views(e)])
     return collate(sequences, spec), views
@@ -315,19 +318,19 @@ def test_ablation_config_validation():
 def test_text_only_views_ignore_the_image(tiny_pair, disc, processor, items):
     spec = VisionSpec.from_processor(processor)
     vision = set(vision_token_ids(processor.tokenizer))
-    encoded = encode_item(processor, items[0], use_images=False)
+    encoded = encode_item(processor, items[0], use_images=False, system_prompt=SYSTEM_PROMPT)
     assert encoded.prompt.pixel_values is None and encoded.prompt.image_grid_thw is None
     assert encoded.prompt.num_image_tokens == 0
     assert not vision & set(encoded.prompt.input_ids.tolist())
-    assert encoded.teacher == encode_item(processor, items[0]).teacher  # same segments
+    assert encoded.teacher == encode_item(processor, items[0], system_prompt=SYSTEM_PROMPT).teacher  # same segments
     other = dataclasses.replace(items[0], images=items[1].images)
     assert other.images != items[0].images
     text_only = build_discriminator(tiny_pair[1], DiscriminatorConfig(use_images=False)).eval()
     scores = []
     for item, use_images, model in ((items[0], False, text_only), (other, False, text_only),
                                     (items[0], True, disc), (other, True, disc)):
-        batch = collate(item_sequences(encode_item(processor, item, use_images),
-                                       spec.end_token_id), spec)
+        encoded = encode_item(processor, item, use_images, system_prompt=SYSTEM_PROMPT)
+        batch = collate(item_sequences(encoded, spec.end_token_id), spec)
         assert (batch.pixel_values is None) == (not use_images)
         with torch.no_grad():
             scores.append(model(**batch.model_inputs()).scores)

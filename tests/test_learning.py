@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from prism_ray.config import load_config
+from prism_ray.config.run import RunConfig
 from prism_ray.data.scenes import render_png, sample_scene
 from prism_ray.data.writers import (
     ALIGN_SCHEMA,
@@ -38,6 +39,7 @@ from prism_ray.prompting import format_response
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 QUESTION = "Which option is right?\n(A) this one (B) that one"
+SYSTEM_PROMPT = RunConfig().system_prompt  # the schema's default
 TEACHER_CAPTION, OTHER_CAPTION = "a red shape", "a shape"
 ROLES = {
     "policy": {"resources": {"num_cpus": 0.5}},
@@ -66,11 +68,12 @@ def choice_data(tmp_path_factory):
         (root / image).write_bytes(png)
         caption = (TEACHER_CAPTION, OTHER_CAPTION)[i % 2]
         answer = "AB"[(i // 2) % 2]
-        demos.append(sharegpt_row(QUESTION, response(caption, answer), [image]))
+        demos.append(sharegpt_row(QUESTION, response(caption, answer), [image],
+                                  system_prompt=SYSTEM_PROMPT))
         row = rl_row(data_source="choice", question=QUESTION, image_png=png, ground_truth="A",
                      equivalent_answers=[], extra_info={"split": "train", "index": i,
                                                         "question_type": "choice"},
-                     ability="choice")
+                     ability="choice", system_prompt=SYSTEM_PROMPT)
         row["teacher_caption"] = f"<caption>\n- {TEACHER_CAPTION}\n</caption>"
         row["teacher_cot"] = "<think>\npick\n</think>\n<answer>\nA\n</answer>"
         prompts.append(row)

@@ -10,11 +10,12 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
 
+from prism_ray.config.run import RunConfig
 from prism_ray.models.processor import ImageOnlyQwen3VLProcessor, load_processor
 from prism_ray.models.tiny import PRESETS, build_tiny_model
 from prism_ray.models.tokenizer import SPECIAL_TOKENS, train_tokenizer
-from prism_ray.prompting import SYSTEM_PROMPT
 
+SYSTEM_PROMPT = RunConfig().system_prompt  # the schema's default
 TEXTS = ["<caption>\n- red circle, top-left\n</caption>\n<think>\n1 + 2 = 3\n</think>"] * 50
 
 

@@ -16,7 +16,7 @@ import torch
 from prism_ray.actors.policy import PolicyLearner, PolicyLoss
 from prism_ray.algo import SFTAggregation
 from prism_ray.config.phases import GRPO, GSPO
-from prism_ray.config.run import ClusterConfig
+from prism_ray.config.run import ClusterConfig, RunConfig
 from prism_ray.config.schema import LearnerConfig, OptimizerConfig
 from prism_ray.learner.engine import lr_factor
 from prism_ray.types import PolicySample
@@ -25,6 +25,7 @@ OPT = OptimizerConfig(lr=1e-3, eps=1e-6, weight_decay=0.0, grad_clip=1.0)
 ATOL = 5e-6  # max |Δw| between split variants: 0.5% of the ~lr = 1e-3 step (measured ≤ 1.4e-6)
 ACTOR_ENV = {"OMP_NUM_THREADS": "1"}
 PLACEMENT_TIMEOUT_S = ClusterConfig().placement_timeout_s
+SYSTEM_PROMPT = RunConfig().system_prompt
 
 
 def free_port() -> int:
@@ -58,7 +59,8 @@ def samples(data):
 def local_learner(path, budget: int, stage: int = 2) -> PolicyLearner:
     learner = PolicyLearner(rank=0, world_size=1, model_path=str(path),
                             learner_config=LearnerConfig(zero_stage=stage,
-                                                         micro_batch_tokens=budget))
+                                                         micro_batch_tokens=budget),
+                            system_prompt=SYSTEM_PROMPT)
     learner.setup("127.0.0.1", free_port())
     learner.configure_optimizer(OPT, total_steps=4)
     return learner
@@ -114,6 +116,7 @@ def make_group(tiny_pair, stage: int, budget: int):
     config = LearnerConfig(num_ranks=2, zero_stage=stage, micro_batch_tokens=budget,
                            resources=Resources(num_cpus=0.5))
     group = PolicyLearnerGroup(tiny_pair[0], config, 0, env_vars=ACTOR_ENV, call_timeout_s=300,
+                               system_prompt=SYSTEM_PROMPT,
                                placement_timeout_s=PLACEMENT_TIMEOUT_S)
     group.configure_optimizer(OPT, total_steps=4)
     return group

@@ -31,7 +31,7 @@ def test_zero3_bf16_step_with_nccl(ray_cluster, tiny_pair, tmp_path):
     config = LearnerConfig(num_ranks=ranks, zero_stage=3, dtype="bfloat16",
                            resources=Resources(num_cpus=1, num_gpus=1))
     group = PolicyLearnerGroup(tiny_pair[0], config, 0, call_timeout_s=300,
-                               placement_timeout_s=120)
+                               system_prompt=None, placement_timeout_s=120)
     try:
         assert group.backend == "nccl"
         group.configure_optimizer(OptimizerConfig(lr=1e-4), total_steps=2)

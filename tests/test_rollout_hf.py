@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prism_ray.actors.rollout import RolloutWorker
+from prism_ray.config.run import RunConfig
 from prism_ray.config.schema import RolloutConfig
 from prism_ray.data.readers import read_rl_parquet
 from prism_ray.data.synthetic import synthesize
@@ -21,6 +22,7 @@ from prism_ray.types import SamplingParams
 # forward: 9.5e-7 (float32, CPU). The bound leaves room for other BLAS builds.
 TEACHER_FORCED_TOL = 1e-5
 MAX_TOKENS = 12
+SYSTEM_PROMPT = RunConfig().system_prompt  # the schema's default
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def prompts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(tiny_pair):
-    return HFEngine(tiny_pair[0], seed=0)
+    return HFEngine(tiny_pair[0], seed=0, system_prompt=SYSTEM_PROMPT)
 
 
 def update_model(engine: HFEngine, seed: int = 7):
@@ -58,8 +60,8 @@ def test_batch_encoding_is_the_canonical_one(engine, prompts):
     batch = engine._encode_batch(prompts)
     for row, prompt in enumerate(prompts):
         ids = batch["input_ids"][row][batch["attention_mask"][row].bool()]
-        assert torch.equal(ids, encode_prompt(engine.processor, prompt.question,
-                                              prompt.images).input_ids)
+        assert torch.equal(ids, encode_prompt(engine.processor, prompt.question, prompt.images,
+                                              system_prompt=SYSTEM_PROMPT).input_ids)
     assert (batch["attention_mask"][:, -1] == 1).all()  # left padding
 
 
@@ -116,7 +118,8 @@ def test_vision_placeholders_are_never_sampled(engine, prompts):
     handle = biased(engine, banned)
     try:
         # The biased model puts nearly all its raw mass on the placeholders ...
-        enc = encode_prompt(engine.processor, prompts[0].question, prompts[0].images)
+        enc = encode_prompt(engine.processor, prompts[0].question, prompts[0].images,
+                            system_prompt=SYSTEM_PROMPT)
         with torch.no_grad():
             logits = engine.model(input_ids=enc.input_ids[None],
                                   mm_token_type_ids=enc.mm_token_type_ids[None],
@@ -133,7 +136,7 @@ def test_vision_placeholders_are_never_sampled(engine, prompts):
 
 
 def test_load_weights_exact_in_buckets_with_version(tiny_pair, prompts):
-    engine = HFEngine(tiny_pair[0])
+    engine = HFEngine(tiny_pair[0], system_prompt=SYSTEM_PROMPT)
     source = update_model(engine)
     named = list(source.named_parameters())
     thirds = [named[i::3] for i in range(3)]  # interleaved buckets: any split must work
@@ -148,7 +151,7 @@ def test_load_weights_exact_in_buckets_with_version(tiny_pair, prompts):
 
 
 def test_partial_load_touches_only_given_tensors(tiny_pair):
-    engine = HFEngine(tiny_pair[0])
+    engine = HFEngine(tiny_pair[0], system_prompt=SYSTEM_PROMPT)
     before = {n: p.clone() for n, p in engine.model.named_parameters()}
     name = "model.language_model.layers.0.mlp.down_proj.weight"
     new = torch.randn_like(before[name])
@@ -164,7 +167,8 @@ def test_partial_load_touches_only_given_tensors(tiny_pair):
 def test_worker_bucketed_load_is_bit_exact(tiny_pair, prompts):
     config = RolloutConfig()
     # The actor class, used in-process.
-    worker = RolloutWorker(tiny_pair[0], config.backend, config.sampling, config.vllm, seed=0)
+    worker = RolloutWorker(tiny_pair[0], config.backend, config.sampling, config.vllm, seed=0,
+                           system_prompt=SYSTEM_PROMPT)
     named = list(update_model(worker.engine, seed=9).named_parameters())
     half = len(named) // 2
     assert worker.load_weights(named[:half], version=2, last=False) == 0

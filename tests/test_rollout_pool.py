@@ -8,6 +8,7 @@ import torch
 
 from prism_ray.actors.group import PlacementError
 from prism_ray.actors.rollout_pool import RolloutPool
+from prism_ray.config.run import RunConfig
 from prism_ray.config.schema import Resources, RolloutConfig
 from prism_ray.data.readers import read_rl_parquet
 from prism_ray.data.synthetic import synthesize
@@ -16,6 +17,7 @@ from prism_ray.types import SamplingParams
 pytestmark = pytest.mark.ray
 
 PARAMS = SamplingParams(n=2, max_tokens=6, seed=0)
+SYSTEM_PROMPT = RunConfig().system_prompt  # the schema's default
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,7 @@ def sync(actors, version: int) -> None:
 def test_pool_generates_in_order_and_grows_and_shrinks(ray_cluster, tiny_pair, prompts):
     joined = []
     pool = RolloutPool(config(2), tiny_pair[0], seed=0, placement_timeout_s=60,
+                       system_prompt=SYSTEM_PROMPT,
                        on_new_workers=lambda actors: (joined.extend(actors), sync(actors, 1)))
     with pool:
         assert [len(p) for p in pool._assign(4, 2, pool.group.actors)] == [2, 2]
@@ -67,7 +70,8 @@ def test_pool_generates_in_order_and_grows_and_shrinks(ray_cluster, tiny_pair, p
 
 
 def test_unsynced_new_worker_is_caught_and_load_is_spread(ray_cluster, tiny_pair, prompts):
-    with RolloutPool(config(1), tiny_pair[0], seed=0, placement_timeout_s=60) as pool:
+    with RolloutPool(config(1), tiny_pair[0], seed=0, placement_timeout_s=60,
+                     system_prompt=SYSTEM_PROMPT) as pool:
         sync(pool.group.actors, version=3)
         pool.add_workers(1)  # no on_new_workers hook: the caller must sync; it "forgot"
         with pytest.raises(RuntimeError, match="missed a weight sync"):
@@ -82,4 +86,5 @@ def test_unsynced_new_worker_is_caught_and_load_is_spread(ray_cluster, tiny_pair
 
 def test_unplaceable_pool_names_the_role(ray_cluster, tiny_pair):
     with pytest.raises(PlacementError, match="rollout"):
-        RolloutPool(config(1, num_gpus=1.0), tiny_pair[0], seed=0, placement_timeout_s=2)
+        RolloutPool(config(1, num_gpus=1.0), tiny_pair[0], seed=0, placement_timeout_s=2,
+                    system_prompt=SYSTEM_PROMPT)

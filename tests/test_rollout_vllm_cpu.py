@@ -56,6 +56,7 @@ def _samples(groups) -> list[dict]:
 
 
 def script_main(work: Path) -> None:
+    from prism_ray.config.run import RunConfig
     from prism_ray.config.schema import VllmOptions
     from prism_ray.rollout.vllm import VllmEngine
     from prism_ray.types import SamplingParams
@@ -65,7 +66,8 @@ def script_main(work: Path) -> None:
     started = time.perf_counter()
     # enforce_eager: skips graph compilation, ~10 s instead of ~55 s to start on CPU.
     engine = VllmEngine(args["checkpoint"], seed=0, dtype="float32",
-                        options=VllmOptions(enforce_eager=True))
+                        options=VllmOptions(enforce_eager=True),
+                        system_prompt=RunConfig().system_prompt)
     result: dict = {"start_s": time.perf_counter() - started}
     params = SamplingParams(n=N, max_tokens=MAX_TOKENS, seed=11)
     before = _samples(engine.generate(prompts, params))
@@ -123,10 +125,11 @@ def _run_script(work: Path) -> dict:
 
 
 def _hf_logprobs(checkpoint: Path, work: Path, samples: list[dict]) -> list[list[float]]:
+    from prism_ray.config.run import RunConfig
     from prism_ray.rollout.hf import HFEngine
 
     prompts = {p.uid: p for p in _load_prompts(work / "prompts.json")}
-    engine = HFEngine(checkpoint)
+    engine = HFEngine(checkpoint, system_prompt=RunConfig().system_prompt)
     return engine.logprobs_of([prompts[s["uid"]] for s in samples],
                               [s["token_ids"] for s in samples])
 

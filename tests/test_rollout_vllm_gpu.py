@@ -34,6 +34,7 @@ GPU_LOGPROB_TOL = 2e-3
 
 
 def test_vllm_engine_on_gpu(tiny_pair, tmp_path, monkeypatch):
+    from prism_ray.config.run import RunConfig
     from prism_ray.config.schema import VllmOptions
     from prism_ray.rollout.vllm import VllmEngine
     from prism_ray.types import SamplingParams
@@ -42,7 +43,8 @@ def test_vllm_engine_on_gpu(tiny_pair, tmp_path, monkeypatch):
     _write_inputs(tmp_path, tiny_pair[0])
     prompts = _load_prompts(tmp_path / "prompts.json")
     options = VllmOptions(gpu_memory_utilization=0.2, enforce_eager=True, enable_sleep_mode=True)
-    engine = VllmEngine(tmp_path / "policy", seed=0, options=options, dtype="float32")
+    engine = VllmEngine(tmp_path / "policy", seed=0, options=options, dtype="float32",
+                        system_prompt=RunConfig().system_prompt)
     try:
         params = SamplingParams(n=N, max_tokens=MAX_TOKENS, seed=11)
         before = _samples(engine.generate(prompts, params))

@@ -29,9 +29,9 @@ def test_cuda_ipc_sync_between_colocated_actors(ray_cluster, tiny_pair, tmp_path
     if True:
         half = Resources(num_cpus=1, num_gpus=0.5)
         policy = PolicyLearnerGroup(tiny_pair[0], LearnerConfig(resources=half, zero_stage=2), 0,
-                                    placement_timeout_s=120)
+                                    system_prompt=None, placement_timeout_s=120)
         pool = RolloutPool(RolloutConfig(num_workers=1, resources=half), tiny_pair[0], seed=0,
-                           placement_timeout_s=120)
+                           system_prompt=None, placement_timeout_s=120)
         sync = WeightSync(policy.actors, "cuda_ipc", bucket_bytes=1 << 20)
         sync.connect(pool.group.actors)
         # New weights on the learner: one large policy-gradient step.

@@ -61,9 +61,11 @@ def terminator_id(tokenizer, token: str) -> int:
 
 class DiscriminatorLearner(EngineLearner):
     def __init__(self, rank: int, world_size: int, model_path: str,
-                 config: DiscriminatorConfig, seed: int = 0) -> None:
+                 config: DiscriminatorConfig, seed: int, system_prompt: str | None) -> None:
+        """``system_prompt``: the run's, the one the policy's prompts are encoded with."""
         super().__init__(rank, world_size)
         self.model_path, self.config, self.seed = str(model_path), config, seed
+        self.system_prompt = system_prompt
         self.engine = None
         self.model: Discriminator | None = None
 
@@ -129,10 +131,11 @@ class DiscriminatorLearner(EngineLearner):
 
     def _encode(self, items: Sequence[DiscriminatorItem]) -> tuple[list[EncodedItem], EncodedItem]:
         """This rank's shard, encoded, and the padding item (the first global one)."""
-        images = self.config.use_images
-        mine = [encode_item(self.processor, items[i], images) for i in self._shard(len(items))]
-        pad = mine[0] if self.rank == 0 and mine else encode_item(self.processor, items[0],
-                                                                  images)
+        images, system = self.config.use_images, self.system_prompt
+        mine = [encode_item(self.processor, items[i], images, system_prompt=system)
+                for i in self._shard(len(items))]
+        pad = mine[0] if self.rank == 0 and mine else encode_item(
+            self.processor, items[0], images, system_prompt=system)
         return mine, pad
 
     def _passes(self, encoded: list[EncodedItem], pad: EncodedItem

@@ -13,13 +13,15 @@ from prism_ray.types import DiscriminatorItem, DiscriminatorScores
 
 class DiscriminatorLearnerGroup(LearnerGroup):
     def __init__(self, model_path: str | Path, config: DiscriminatorConfig, seed: int, *,
-                 placement_timeout_s: float, env_vars: dict[str, str] | None = None,
+                 system_prompt: str | None, placement_timeout_s: float,
+                 env_vars: dict[str, str] | None = None,
                  call_timeout_s: float | None = None) -> None:
         """``model_path``: a dense Qwen3-VL checkpoint (upcycled on setup) or a directory
         written by ``save_hf``."""
         self.config = config
         super().__init__("discriminator", DiscriminatorLearner, config.learner,
-                         {"model_path": str(model_path), "config": config, "seed": seed},
+                         {"model_path": str(model_path), "config": config, "seed": seed,
+                          "system_prompt": system_prompt},
                          placement_timeout_s=placement_timeout_s, env_vars=env_vars,
                          call_timeout_s=call_timeout_s)
 

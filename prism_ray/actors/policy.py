@@ -108,9 +108,11 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
     ``gathered_buckets`` (the broadcast to rollout workers lives in ``sync``)."""
 
     def __init__(self, rank: int, world_size: int, model_path: str,
-                 learner_config: LearnerConfig, seed: int = 0) -> None:
+                 learner_config: LearnerConfig, seed: int = 0, *,
+                 system_prompt: str | None) -> None:
         super().__init__(rank, world_size)
         self.model_path, self.config, self.seed = str(model_path), learner_config, seed
+        self.system_prompt = system_prompt  # the run's: the rollout workers encode with it too
         self.engine = None
         self.model: torch.nn.Module | None = None
 
@@ -157,7 +159,8 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
         for index, s in zip(indices, samples, strict=True):
             key = (s.question, s.images)
             if key not in cache:
-                cache[key] = encode_prompt(self.processor, s.question, s.images)
+                cache[key] = encode_prompt(self.processor, s.question, s.images,
+                                           system_prompt=self.system_prompt)
             items.append(SequenceItem(cache[key], tuple(s.response_ids), f"#{index}"))
         return items
 
@@ -268,9 +271,11 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
         """One optimizer step of masked cross-entropy on the assistant turns of ``demos``."""
         if not demos:
             raise ValueError("sft_step needs at least one demonstration")
-        pairs = [sft_item(self.processor, d, self.spec, max_seq_tokens)
+        pairs = [sft_item(self.processor, d, self.spec, max_seq_tokens,
+                          system_prompt=self.system_prompt)
                  for d in demos[self.rank::self.world_size]]
-        pad, _ = sft_item(self.processor, demos[0], self.spec, max_seq_tokens)
+        pad, _ = sft_item(self.processor, demos[0], self.spec, max_seq_tokens,
+                          system_prompt=self.system_prompt)
         normaliser = (Normaliser.TOKENS if aggregation is SFTAggregation.TOKEN_MEAN
                       else Normaliser.SEQUENCES)
 

@@ -17,11 +17,15 @@ from prism_ray.types import Demonstration, PolicySample
 
 class PolicyLearnerGroup(LearnerGroup):
     def __init__(self, model_path: str | Path, config: LearnerConfig, seed: int, *,
-                 placement_timeout_s: float, env_vars: dict[str, str] | None = None,
+                 system_prompt: str | None, placement_timeout_s: float,
+                 env_vars: dict[str, str] | None = None,
                  call_timeout_s: float | None = None) -> None:
+        """``system_prompt``: the run's; the rollout pool gets the same one, so rollout and
+        training log-probs are of the same token ids."""
         self.config = config
         super().__init__("policy", PolicyLearner, config,
-                         {"model_path": str(model_path), "learner_config": config, "seed": seed},
+                         {"model_path": str(model_path), "learner_config": config, "seed": seed,
+                          "system_prompt": system_prompt},
                          placement_timeout_s=placement_timeout_s, env_vars=env_vars,
                          call_timeout_s=call_timeout_s)
 

@@ -35,6 +35,7 @@ def sampling_params(
 
 def make_engine(
     checkpoint: str | Path, backend: RolloutBackend, seed: int, vllm: VllmOptions,
+    system_prompt: str | None,
 ) -> RolloutEngine:
     """The engine for ``backend``; each backend's heavy imports happen only when chosen.
 
@@ -43,11 +44,13 @@ def make_engine(
         from prism_ray.rollout.hf import HFEngine
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        return HFEngine(checkpoint, seed=seed, device=device, dtype=torch.float32)
+        return HFEngine(checkpoint, seed=seed, device=device, dtype=torch.float32,
+                        system_prompt=system_prompt)
     if backend == RolloutBackend.vllm:
         from prism_ray.rollout.vllm import VllmEngine
 
-        return VllmEngine(checkpoint, seed=seed, options=vllm, dtype="auto")
+        return VllmEngine(checkpoint, seed=seed, options=vllm, dtype="auto",
+                          system_prompt=system_prompt)
     raise ValueError(f"unknown rollout backend {backend!r}")
 
 
@@ -57,14 +60,16 @@ def make_engine(
 class RolloutWorker(RayWorker, WeightReceiver, IpcReceiver):
     def __init__(
         self, checkpoint: str | Path, backend: RolloutBackend, sampling: SamplingConfig,
-        vllm: VllmOptions, seed: int, rank: int = 0, world_size: int = 1,
+        vllm: VllmOptions, seed: int, system_prompt: str | None, rank: int = 0,
+        world_size: int = 1,
     ) -> None:
-        """Every setting comes from the pool's ``RolloutConfig`` (its defaults are the
-        schema's), so a worker built by hand states them too."""
+        """Every setting comes from the pool's ``RolloutConfig`` and the run (its defaults are
+        the schema's), so a worker built by hand states them too."""
         super().__init__(rank, world_size)
         self.sampling = sampling
         # Offset by rank: workers of one pool must not draw identical random streams.
-        self.engine = make_engine(checkpoint, RolloutBackend(backend), seed + rank, vllm)
+        self.engine = make_engine(checkpoint, RolloutBackend(backend), seed + rank, vllm,
+                                  system_prompt)
         self._sync_in_flight = False
 
     def generate(

@@ -46,7 +46,7 @@ class PendingRollouts:
 class RolloutPool:
     def __init__(
         self, config: RolloutConfig, checkpoint: str | Path, *, seed: int,
-        placement_timeout_s: float, env_vars: dict[str, str] | None = None,
+        system_prompt: str | None, placement_timeout_s: float, env_vars: dict[str, str] | None = None,
         on_new_workers: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.config = config
@@ -55,7 +55,8 @@ class RolloutPool:
             ROLE, RolloutWorker, config.num_workers, config.resources, gang=False,
             placement_timeout_s=placement_timeout_s, env_vars=env_vars,
             init_kwargs=dict(checkpoint=str(checkpoint), backend=config.backend,
-                             sampling=config.sampling, vllm=config.vllm, seed=seed),
+                             sampling=config.sampling, vllm=config.vllm, seed=seed,
+                             system_prompt=system_prompt),
         )
         self._outstanding: dict[int, int] = {}  # id(actor handle) → samples in flight
 

@@ -15,6 +15,7 @@ from prism_ray.config.schema import (
     RolloutConfig,
     VerifierConfig,
 )
+from prism_ray.prompting import SYSTEM_PROMPT
 
 # The embedded default pipeline, written sparsely (only what differs from each phase's
 # published defaults). It is the first layer of every merge, so a recipe that does not
@@ -78,6 +79,13 @@ class RunConfig(Frozen):
     name: str = Field("prism-tiny", pattern=r"^[A-Za-z0-9_.\-]+$")
     seed: int = 0
     output_dir: str = Field("runs/{name}", description="'{name}' is replaced by the run name")
+    system_prompt: str | None = Field(
+        SYSTEM_PROMPT,
+        description="the system turn of every prompt: rollout, policy and discriminator "
+                    "training, evaluation and the synthetic data all use this one text, so "
+                    "rollout and learner log-probs stay comparable. None or '': no system "
+                    "turn (the chat template's own default, if it has one, is not added "
+                    "either for Qwen3-VL)")
     models: ModelsConfig = ModelsConfig()
     rollout: RolloutConfig = RolloutConfig()
     policy: LearnerConfig = LearnerConfig()

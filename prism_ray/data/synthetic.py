@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prism_ray.config.run import RunConfig
 from prism_ray.config.schema import SyntheticData, SyntheticSize
 from prism_ray.data.errors import DataError
 from prism_ray.data.fidelity import scene_to_json
@@ -40,7 +41,6 @@ from prism_ray.data.writers import (
     write_jsonl,
     write_parquet,
 )
-from prism_ray.prompting import SYSTEM_PROMPT
 
 FORMAT_VERSION = 2  # 2: RL rows carry extra_info.scene; public captions err in more ways
 DATA_SOURCE = "prism_synthetic_shapes"
@@ -50,6 +50,7 @@ Progress = Callable[[str], None]
 
 DatasetSize = SyntheticSize  # one enum for config and synthesis
 _TASK = SyntheticData()  # the schema holds the task's defaults; synthesize takes them from it
+_SYSTEM_PROMPT = RunConfig.model_fields["system_prompt"].default
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,15 @@ def sample_examples(
     return examples
 
 
-def corpus_texts(seed: int, n: int) -> Iterator[str]:
-    """Exactly `n` texts for tokenizer training: the system prompt, then questions, teacher and
-    public responses of fresh scenes (no images are rendered)."""
-    return itertools.islice(_corpus_stream(seed), n)
+def corpus_texts(seed: int, n: int, system_prompt: str | None) -> Iterator[str]:
+    """Exactly `n` texts for tokenizer training: the system prompt (if any), then questions,
+    teacher and public responses of fresh scenes (no images are rendered)."""
+    return itertools.islice(_corpus_stream(seed, system_prompt), n)
 
 
-def _corpus_stream(seed: int) -> Iterator[str]:
-    yield SYSTEM_PROMPT
+def _corpus_stream(seed: int, system_prompt: str | None) -> Iterator[str]:
+    if system_prompt:
+        yield system_prompt
     noise = _rng(seed, "corpus", "public")
     for example in _endless_examples(_rng(seed, "corpus", "scenes")):
         yield example.question.text
@@ -137,8 +139,12 @@ def synthesize(
     public_reasoning_error: float = _TASK.public_reasoning_error,
     public_answer_drift: float = _TASK.public_answer_drift,
     digit_probability: float = _TASK.digit_probability,
+    system_prompt: str | None = _SYSTEM_PROMPT,
 ) -> dict[str, Any]:
     """Write every product of PRISM_SPEC §7 under `out_dir` and return the manifest.
+
+    Prompts carry `system_prompt` as their system turn (none when None or empty), as a run
+    with that `RunConfig.system_prompt` encodes them.
 
     The public demonstrations err at the given rates (see `responses.public_fidelity`); the
     teacher never does. Refuses (DataError) a directory holding anything else unless
@@ -169,16 +175,15 @@ def synthesize(
     def train(product: str, count: int) -> list[Example]:
         return sample_examples(seed, product, count, held_out, digit_probability)
 
-    _write_sft(
-        root, "teacher", train("sft_teacher", counts.sft_teacher), seed, image_size, None, report
-    )
-    _write_sft(
-        root, "public", train("sft_public", counts.sft_public), seed, image_size, public, report
-    )
+    _write_sft(root, "teacher", train("sft_teacher", counts.sft_teacher), seed, image_size,
+               None, report, system_prompt)
+    _write_sft(root, "public", train("sft_public", counts.sft_public), seed, image_size,
+               public, report, system_prompt)
     _write_warmup(root, train("warmup", counts.warmup), seed, image_size, report)
-    _write_rl(root, "align", train("align", counts.align), "train", image_size, report)
-    _write_rl(root, "rlvr", train("rlvr", counts.rlvr), "train", image_size, report)
-    _write_rl(root, "eval", evaluation, "test", image_size, report)
+    for product, examples, split in (("align", train("align", counts.align), "train"),
+                                     ("rlvr", train("rlvr", counts.rlvr), "train"),
+                                     ("eval", evaluation, "test")):
+        _write_rl(root, product, examples, split, image_size, report, system_prompt)
     write_json(root / "manifest.json", manifest)
     return manifest
 
@@ -244,6 +249,7 @@ def _write_sft(
     image_size: int,
     degraded: Fidelity | None,
     report: Progress,
+    system_prompt: str | None,
 ) -> None:
     """sft/<name>.json with images under sft/images/; `degraded` = Fidelity, None for the teacher."""
     directory, noise = root / "sft", _rng(seed, f"sft_{name}", "responses")
@@ -256,7 +262,7 @@ def _write_sft(
             response = teacher_response(scene, question)
         else:
             response = public_response(scene, question, noise, degraded)
-        rows.append(sharegpt_row(question.text, response, [image]))
+        rows.append(sharegpt_row(question.text, response, [image], system_prompt=system_prompt))
         tick(index + 1)
     write_json(directory / f"{name}.json", rows)
 
@@ -289,7 +295,8 @@ def _write_warmup(
 
 
 def _write_rl(
-    root: Path, product: str, examples: list[Example], split: str, image_size: int, report: Progress
+    root: Path, product: str, examples: list[Example], split: str, image_size: int,
+    report: Progress, system_prompt: str | None,
 ) -> None:
     """align/train.parquet (with teacher segments), rlvr/train.parquet or eval/test.parquet."""
     relative = PRODUCT_FILES[product]
@@ -308,6 +315,7 @@ def _write_rl(
                 "scene": scene_to_json(scene),  # the ground truth a caption is checked against
             },
             ability=ABILITY,
+            system_prompt=system_prompt,
         )
         if product == "align":
             row["teacher_caption"], row["teacher_cot"] = split_segments(

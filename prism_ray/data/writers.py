@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prism_ray.prompting import IMAGE_PLACEHOLDER, SYSTEM_PROMPT
+from prism_ray.prompting import IMAGE_PLACEHOLDER
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -41,17 +41,20 @@ ALIGN_SCHEMA = RL_SCHEMA.append(pa.field("teacher_caption", pa.string())).append
 )
 
 
-def chat_prompt(question: str, num_images: int = 1) -> list[dict[str, str]]:
-    """System + user turn, images first (one placeholder each), as every stage sees them."""
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": IMAGE_PLACEHOLDER * num_images + question},
-    ]
+def chat_prompt(
+    question: str, num_images: int = 1, *, system_prompt: str | None
+) -> list[dict[str, str]]:
+    """System turn (none when ``system_prompt`` is None or empty) + user turn, images first
+    (one placeholder each), as every stage sees them."""
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": IMAGE_PLACEHOLDER * num_images + question}]
 
 
-def sharegpt_row(question: str, response: str, image_paths: list[str]) -> dict[str, Any]:
+def sharegpt_row(
+    question: str, response: str, image_paths: list[str], *, system_prompt: str | None
+) -> dict[str, Any]:
     messages = [
-        *chat_prompt(question, len(image_paths)),
+        *chat_prompt(question, len(image_paths), system_prompt=system_prompt),
         {"role": "assistant", "content": response},
     ]
     return {"messages": messages, "images": image_paths}
@@ -66,10 +69,11 @@ def rl_row(
     equivalent_answers: list[str],
     extra_info: dict[str, Any],
     ability: str,
+    system_prompt: str | None,
 ) -> dict[str, Any]:
     return {
         "data_source": data_source,
-        "prompt": chat_prompt(question),
+        "prompt": chat_prompt(question, system_prompt=system_prompt),
         "images": [{"bytes": image_png, "path": None}],
         "ability": ability,
         "reward_model": {"style": "rule", "ground_truth": ground_truth},

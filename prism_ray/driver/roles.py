@@ -72,6 +72,7 @@ class Roles:
                 log(f"[roles] policy learner: {config.policy.num_ranks} rank(s), "
                     f"ZeRO-{config.policy.zero_stage}")
                 roles.policy = PolicyLearnerGroup(assets.policy, config.policy, config.seed,
+                                                  system_prompt=config.system_prompt,
                                                   env_vars=env, placement_timeout_s=timeout)
             if "rollout" in wanted:
                 from prism_ray.actors.rollout_pool import RolloutPool
@@ -79,6 +80,7 @@ class Roles:
                 log(f"[roles] rollout: {config.rollout.num_workers} × "
                     f"{config.rollout.backend.value} worker(s)")
                 roles.rollout = RolloutPool(config.rollout, assets.policy, seed=config.seed,
+                                            system_prompt=config.system_prompt,
                                             env_vars=env, placement_timeout_s=timeout)
             if "discriminator" in wanted:
                 from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
@@ -87,8 +89,8 @@ class Roles:
                 log(f"[roles] discriminator learner: {d.learner.num_ranks} rank(s), "
                     f"{d.num_experts} experts top-{d.top_k}, ZeRO-{d.learner.zero_stage}")
                 roles.discriminator = DiscriminatorLearnerGroup(
-                    assets.discriminator, d, config.seed, env_vars=env,
-                    placement_timeout_s=timeout)
+                    assets.discriminator, d, config.seed, system_prompt=config.system_prompt,
+                    env_vars=env, placement_timeout_s=timeout)
             if "verifier" in wanted:
                 from prism_ray.actors.verifier import VerifierPool
 

@@ -174,14 +174,15 @@ def check_batch_vision(batch: Batch, spec: VisionSpec) -> None:
 
 
 def sft_item(
-    processor, demo: Demonstration, spec: VisionSpec, max_seq_tokens: int
+    processor, demo: Demonstration, spec: VisionSpec, max_seq_tokens: int, *,
+    system_prompt: str | None,
 ) -> tuple[SequenceItem, bool]:
     """A demonstration as a sequence: the canonical prompt + response ids + ``<|im_end|>``.
 
     The continuation is cut to fit ``max_seq_tokens`` (the prompt never is: cutting it would
     cut image placeholders). Returns the item and whether it was truncated.
     """
-    prompt = encode_prompt(processor, demo.question, demo.images)
+    prompt = encode_prompt(processor, demo.question, demo.images, system_prompt=system_prompt)
     response = processor.tokenizer(demo.response, add_special_tokens=False)["input_ids"]
     continuation = (*response, spec.end_token_id)
     room = max_seq_tokens - len(prompt.input_ids)
@@ -193,10 +194,12 @@ def sft_item(
 
 
 def collate_demonstrations(
-    processor, demos: Sequence[Demonstration], spec: VisionSpec, max_seq_tokens: int
+    processor, demos: Sequence[Demonstration], spec: VisionSpec, max_seq_tokens: int, *,
+    system_prompt: str | None,
 ) -> Batch:
     """SFT batch from demonstrations; ``num_truncated`` counts responses cut to fit."""
-    pairs = [sft_item(processor, d, spec, max_seq_tokens) for d in demos]
+    pairs = [sft_item(processor, d, spec, max_seq_tokens, system_prompt=system_prompt)
+             for d in demos]
     batch = collate([item for item, _ in pairs], spec)
     batch.num_truncated = sum(cut for _, cut in pairs)
     return batch

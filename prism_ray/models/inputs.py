@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from prism_ray.prompting import SYSTEM_PROMPT
-
 
 @dataclass
 class EncodedPrompt:
@@ -34,17 +32,20 @@ class EncodedPrompt:
         return int((self.mm_token_type_ids == 1).sum())
 
 
-def chat_messages(question: str, num_images: int) -> list[dict]:
-    """System prompt + user turn (images first, then the question)."""
+def chat_messages(question: str, num_images: int, *, system_prompt: str | None) -> list[dict]:
+    """System turn (the run's ``system_prompt``; none when it is None or empty) + user turn
+    (images first, then the question)."""
     content = [{"type": "image"} for _ in range(num_images)]
     content.append({"type": "text", "text": question})
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": content}]
 
 
-def prompt_text(processor, question: str, num_images: int) -> str:
+def prompt_text(processor, question: str, num_images: int, *, system_prompt: str | None) -> str:
     """The chat-formatted prompt with collapsed image placeholders, ready for generation."""
     return processor.apply_chat_template(
-        chat_messages(question, num_images), tokenize=False, add_generation_prompt=True
+        chat_messages(question, num_images, system_prompt=system_prompt), tokenize=False,
+        add_generation_prompt=True,
     )
 
 
@@ -52,8 +53,12 @@ def decode_images(images: Sequence[bytes]) -> list[Image.Image]:
     return [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
 
 
-def encode_prompt(processor, question: str, images: Sequence[bytes]) -> EncodedPrompt:
-    text = prompt_text(processor, question, len(images))
+def encode_prompt(
+    processor, question: str, images: Sequence[bytes], *, system_prompt: str | None
+) -> EncodedPrompt:
+    """``system_prompt`` is the run's (``RunConfig.system_prompt``): every role passes the same
+    one, so a prompt has the same ids in rollout, training and scoring."""
+    text = prompt_text(processor, question, len(images), system_prompt=system_prompt)
     pil = decode_images(images) if images else None
     batch = processor(text=[text], images=pil, return_tensors="pt")
     return EncodedPrompt(

@@ -80,7 +80,8 @@ class EncodedItem:
         return len(self.prompt.input_ids) + body + 1
 
 
-def encode_item(processor, item: DiscriminatorItem, use_images: bool = True) -> EncodedItem:
+def encode_item(processor, item: DiscriminatorItem, use_images: bool = True, *,
+                system_prompt: str | None) -> EncodedItem:
     """Prompt through ``encode_prompt``; teacher and students through ``split_response``.
     ``use_images=False``: the prompt is encoded as if the item had no image (no vision tokens,
     no pixels), the text-only ablation."""
@@ -90,7 +91,8 @@ def encode_item(processor, item: DiscriminatorItem, use_images: bool = True) -> 
         # A malformed teacher leaves nothing to compare with: a data error, not a rollout one.
         raise ValueError(f"item '{item.uid}': the teacher segments are not format-valid")
     students = tuple(split_response(tokenizer, r) for r in item.student_responses)
-    prompt = encode_prompt(processor, item.question, item.images if use_images else ())
+    prompt = encode_prompt(processor, item.question, item.images if use_images else (),
+                           system_prompt=system_prompt)
     return EncodedItem(item.uid, prompt, teacher, students)
 
 

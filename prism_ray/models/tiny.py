@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
+from prism_ray.config.run import RunConfig
 from prism_ray.models.processor import ImageOnlyQwen3VLProcessor, build_image_processor
 from prism_ray.models.tokenizer import SPECIAL_TOKENS, train_tokenizer
-from prism_ray.prompting import SYSTEM_PROMPT
 
 MANIFEST = "prism_tiny.json"
+DEFAULT_SYSTEM_PROMPT = RunConfig.model_fields["system_prompt"].default  # the schema's
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def build_tiny_model(shape: TinyShape, token_ids: dict[str, int], seed: int):
     return model.eval()
 
 
-def default_corpus(seed: int, n: int = 4000) -> Iterable[str]:
+def default_corpus(seed: int, system_prompt: str | None, n: int = 4000) -> Iterable[str]:
     """Texts of the embedded task, for the tokenizer.
 
     The system prompt opens every sequence of every stage; weighting it like a frequent text
@@ -124,20 +125,23 @@ def default_corpus(seed: int, n: int = 4000) -> Iterable[str]:
     """
     from prism_ray.data.synthetic import corpus_texts
 
-    return itertools.chain(itertools.repeat(SYSTEM_PROMPT, n // 20), corpus_texts(seed=seed, n=n))
+    system = itertools.repeat(system_prompt, n // 20) if system_prompt else ()
+    return itertools.chain(system, corpus_texts(seed=seed, n=n, system_prompt=system_prompt))
 
 
 def create_tiny_checkpoint(
     out_dir: str | Path, preset: str = "policy", seed: int = 0,
     corpus: Iterable[str] | None = None, tokenizer=None,
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
 ) -> Path:
     """Build and save a tiny checkpoint (model, tokenizer, processor) into ``out_dir``.
 
-    Pass ``tokenizer`` to share one vocabulary between policy and discriminator.
+    Pass ``tokenizer`` to share one vocabulary between policy and discriminator; otherwise
+    one is trained on ``corpus`` (default: the task's texts and ``system_prompt``).
     """
     shape = PRESETS[preset]
     if tokenizer is None:
-        texts = default_corpus(seed) if corpus is None else corpus
+        texts = default_corpus(seed, system_prompt) if corpus is None else corpus
         tokenizer = train_tokenizer(texts, vocab_size=shape.vocab_size)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     model = build_tiny_model(shape, token_ids, seed)
@@ -157,10 +161,13 @@ def create_tiny_checkpoint(
 
 
 def create_tiny_pair(out_dir: str | Path, seed: int = 0, policy_preset: str = "policy",
-                     discriminator_preset: str = "discriminator") -> tuple[Path, Path]:
-    """The embedded default: policy and discriminator backbone sharing one tokenizer."""
+                     discriminator_preset: str = "discriminator",
+                     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> tuple[Path, Path]:
+    """The embedded default: policy and discriminator backbone sharing one tokenizer, trained
+    with the run's ``system_prompt`` among its texts."""
     out = Path(out_dir)
-    tokenizer = train_tokenizer(default_corpus(seed), vocab_size=PRESETS["policy"].vocab_size)
+    tokenizer = train_tokenizer(default_corpus(seed, system_prompt),
+                                vocab_size=PRESETS["policy"].vocab_size)
     policy = create_tiny_checkpoint(out / "policy", policy_preset, seed, tokenizer=tokenizer)
     disc = create_tiny_checkpoint(out / "discriminator", discriminator_preset, seed + 1,
                                   tokenizer=tokenizer)

@@ -47,9 +47,11 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 class HFEngine(RolloutEngine):
     def __init__(
         self, checkpoint: str | Path, seed: int = 0, device: str = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype = torch.float32, *, system_prompt: str | None,
     ) -> None:
+        """``system_prompt``: the run's, the same the learner encodes with."""
         super().__init__()
+        self.system_prompt = system_prompt
         self.device = torch.device(device)
         self.processor = load_processor(checkpoint)
         self.tokenizer = self.processor.tokenizer
@@ -79,7 +81,8 @@ class HFEngine(RolloutEngine):
     def _encode_batch(self, prompts: Sequence[RLPrompt]) -> dict[str, torch.Tensor]:
         """One processor pass over the batch: the same ids as ``encode_prompt`` per prompt,
         left-padded."""
-        texts = [prompt_text(self.processor, p.question, len(p.images)) for p in prompts]
+        texts = [prompt_text(self.processor, p.question, len(p.images),
+                             system_prompt=self.system_prompt) for p in prompts]
         images = [img for p in prompts for img in decode_images(p.images)]
         batch = self.processor(text=texts, images=images or None, padding=True,
                                return_tensors="pt")
@@ -135,7 +138,8 @@ class HFEngine(RolloutEngine):
 
     @torch.no_grad()
     def _teacher_forced(self, prompt: RLPrompt, continuation: Sequence[int]) -> list[float]:
-        enc = encode_prompt(self.processor, prompt.question, prompt.images)
+        enc = encode_prompt(self.processor, prompt.question, prompt.images,
+                            system_prompt=self.system_prompt)
         cont = torch.tensor(list(continuation), dtype=torch.long)
         ids = torch.cat([enc.input_ids, cont])[None].to(self.device)
         mm = torch.cat([enc.mm_token_type_ids, torch.zeros_like(cont)])[None].to(self.device)

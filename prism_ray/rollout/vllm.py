@@ -108,9 +108,11 @@ def quiet_partial_reload() -> Iterator[None]:
 class VllmEngine(RolloutEngine):
     def __init__(
         self, checkpoint: str | Path, seed: int = 0, options: VllmOptions | None = None,
-        dtype: str = "auto",
+        dtype: str = "auto", *, system_prompt: str | None,
     ) -> None:
+        """``system_prompt``: the run's, the same the learner encodes with."""
         super().__init__()
+        self.system_prompt = system_prompt
         # The engine core runs inside this process (the rollout actor is already a process of
         # its own): weight buckets and CUDA IPC views reach reload_weights as tensors, with no
         # RPC serialisation of a multi-GB iterator. A user's explicit setting still wins.
@@ -156,7 +158,8 @@ class VllmEngine(RolloutEngine):
         return [self._rollouts(p, out) for p, out in zip(prompts, outputs, strict=True)]
 
     def _prompt(self, prompt: RLPrompt, continuation: Sequence[int] = ()) -> dict:
-        text = prompt_text(self.processor, prompt.question, len(prompt.images))
+        text = prompt_text(self.processor, prompt.question, len(prompt.images),
+                           system_prompt=self.system_prompt)
         request: dict = {"prompt": text}
         if continuation:  # teacher forcing: collapsed prompt ids + the given tokens
             ids = self.tokenizer(text, add_special_tokens=False).input_ids
