@@ -47,7 +47,6 @@ ROLES = {
     "verifier": {"resources": {"num_cpus": 0.25}},
     "discriminator": {"learner": {"resources": {"num_cpus": 0.5}}},
     "tracking": {"enabled": False},
-    "checkpoint": {"export_hf": True},
 }
 
 

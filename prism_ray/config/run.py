@@ -72,7 +72,6 @@ class TrackingConfig(Frozen):
 class CheckpointConfig(Frozen):
     every_steps: int = Field(0, ge=0, description="0: only at phase ends")
     keep_last: int = Field(2, ge=1)
-    export_hf: bool = True
 
 
 class RunConfig(Frozen):

@@ -90,7 +90,6 @@ class PretrainedModel(Frozen):
     path: str = Field(min_length=1)
     trust_remote_code: bool = Field(
         False, description="never needed: Qwen3-VL is native to transformers; refused when on")
-    dtype: Dtype = Dtype.bfloat16
 
     @model_validator(mode="after")
     def _no_remote_code(self) -> PretrainedModel:
