@@ -13,9 +13,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-SHOWN = ("timing/rollout_verify", "timing/rollout", "timing/disc_score", "timing/disc_update",
-         "timing/policy_update", "timing/weight_sync", "timing/step",
-         "throughput/tokens_per_s", "sync/bytes", "sync/gb_per_s", "policy/tokens",
+SHOWN = ("timing/rollout", "timing/score", "timing/discriminator", "timing/policy",
+         "timing/sync", "timing/step", "throughput/tokens_per_s",
+         "throughput/sequences_per_s", "sync/bytes", "sync/gb_per_s", "policy/tokens",
          "rollout/response_len", "policy/rollout_mismatch_abs")
 
 

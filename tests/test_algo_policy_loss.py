@@ -4,16 +4,18 @@ import pytest
 import torch
 
 from prism_ray.algo import (
-    DAPO_CLIP,
-    GSPO_CLIP,
+    POLICY_LOSSES,
     Aggregation,
     ClipConfig,
+    PolicyLoss,
     aggregate,
     gspo_loss,
     ppo_clip_loss,
 )
+from prism_ray.config.phases import DAPO, GSPO, AlignPhase
 
 CLIP = ClipConfig(eps_low=0.2, eps_high=0.28, dual_clip=3.0)
+GSPO_CLIP = PolicyLoss.from_settings(GSPO()).clip
 
 
 def _leaf(values: list[list[float]]) -> torch.Tensor:
@@ -92,7 +94,8 @@ def test_aggregation_modes_by_hand():
 def test_dual_clip_must_exceed_upper_clip():
     with pytest.raises(ValueError):
         ClipConfig(eps_high=0.28, dual_clip=1.2)
-    assert DAPO_CLIP.eps_high == 0.28 and DAPO_CLIP.dual_clip == 10.0
+    dapo = PolicyLoss.from_settings(DAPO()).clip
+    assert dapo.eps_high == 0.28 and dapo.dual_clip == 10.0
 
 
 def test_kl_metrics_and_optional_kl_loss():
@@ -138,7 +141,7 @@ def test_gspo_ratio_is_exp_of_mean_log_ratio_and_gradient():
     old = torch.tensor([[-1.0, -2.0, -0.5, -3.0], [-0.2, -0.7, -1.0, -1.0]], dtype=torch.float64)
     log_probs = (old + deltas).clone().requires_grad_(True)
     advantages = torch.tensor([1.0, -2.0], dtype=torch.float64)
-    loss, metrics = gspo_loss(log_probs, old, advantages, mask)
+    loss, metrics = gspo_loss(log_probs, old, advantages, mask, GSPO_CLIP)
     s = torch.exp(torch.tensor([(1e-4 - 2e-4 + 4e-4) / 3, 2e-4 / 2], dtype=torch.float64))
     assert math.isclose(loss.item(), -(1.0 * s[0] - 2.0 * s[1]).item() / 2, rel_tol=1e-12)
     assert metrics["ratio_max"] == pytest.approx(s.max().item())
@@ -154,9 +157,27 @@ def test_gspo_clips_the_sequence_ratio():
     old = torch.zeros(1, 2, dtype=torch.float64)
     log_probs = torch.full((1, 2), 0.01, dtype=torch.float64, requires_grad=True)  # s = e^0.01
     loss, metrics = gspo_loss(
-        log_probs, old, torch.tensor([1.0], dtype=torch.float64), torch.ones(1, 2)
+        log_probs, old, torch.tensor([1.0], dtype=torch.float64), torch.ones(1, 2), GSPO_CLIP
     )
     assert loss.item() == pytest.approx(-(1 + GSPO_CLIP.eps_high))
     assert metrics["clip_high_frac"] == 1.0
     loss.backward()
     assert torch.count_nonzero(log_probs.grad) == 0
+
+
+def test_losses_are_registered_by_name_and_the_config_picks_one():
+    assert POLICY_LOSSES["ppo_clip"] is ppo_clip_loss and POLICY_LOSSES["gspo"] is gspo_loss
+    assert PolicyLoss.from_settings(GSPO()).name == "gspo"
+    align = PolicyLoss.from_settings(AlignPhase(clip_eps=0.3))
+    assert align.name == "ppo_clip" and align.clip.eps_low == align.clip.eps_high == 0.3
+    with pytest.raises(ValueError, match="unknown policy loss 'nope'; registered: gspo, ppo_clip"):
+        PolicyLoss("nope", ClipConfig())
+
+
+def test_a_registered_loss_is_callable_through_the_policy_loss():
+    log_probs, old = _leaf([[-1.0, -2.0]]), torch.tensor([[-1.1, -2.0]], dtype=torch.float64)
+    mask, advantages = torch.ones(1, 2), torch.tensor([1.0], dtype=torch.float64)
+    settings = PolicyLoss.from_settings(DAPO())
+    direct, _ = ppo_clip_loss(log_probs, old, advantages, mask, settings.clip)
+    via, _ = settings(log_probs, old, advantages, mask)
+    assert via.item() == direct.item()

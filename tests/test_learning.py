@@ -128,21 +128,14 @@ def learning_run(tmp_path, choice_data, sft_export, sign: float) -> list[dict]:
 
 
 def flip_advantages(monkeypatch, sign: float) -> None:
-    """Scale every advantage the driver computes (alignment and RLVR) by ``sign``."""
-    samples_of = rlvr_module.policy_samples
+    """Scale every advantage the driver computes (alignment and RLVR) by ``sign``, at the
+    step loop's advantage seam."""
+    for stepper in (rlvr_module.RLVRStepper, align_module.AlignStepper):
+        def flipped(self, batch, original=stepper.advantages):
+            samples, metrics = original(self, batch)
+            return [replace(s, advantage=sign * s.advantage) for s in samples], metrics
 
-    def rlvr_samples(scored):
-        samples, metrics = samples_of(scored)
-        return [replace(s, advantage=sign * s.advantage) for s in samples], metrics
-
-    advantages_of = align_module.AlignStepper._advantages
-
-    def align_advantages(self, scores):
-        advantages, metrics = advantages_of(self, scores)
-        return sign * advantages, metrics
-
-    monkeypatch.setattr(rlvr_module, "policy_samples", rlvr_samples)
-    monkeypatch.setattr(align_module.AlignStepper, "_advantages", align_advantages)
+        monkeypatch.setattr(stepper, "advantages", flipped)
 
 
 def series(records: list[dict], key: str) -> list[float]:

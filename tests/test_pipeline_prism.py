@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from prism_ray.config import load_config
 from prism_ray.driver.main import run
+from prism_ray.driver.progress import SECTIONS
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -59,6 +60,13 @@ def test_sft_warmup_align_rlvr_eval_in_one_job(ray_cluster, tmp_path):
     align = [r for r in rows if "align/discriminator/gap_cap" in r]
     assert len(warmup) == 3 and len(align) == 2
     assert all("align/advantage/valid_ratio" in r and "align/policy/loss" in r for r in align)
+    # One step loop: every phase records the same timing sections and throughput fields.
+    for r in rows:
+        phase = next(k.split("/")[0] for k in r if k.count("/") >= 2)
+        fields = {f"timing/{s}" for s in (*SECTIONS, "step")} | {
+            "throughput/tokens_per_s", "throughput/sequences_per_s"}
+        assert {f"{phase}/{f}" for f in fields} <= r.keys(), phase
+    assert all(r["align/timing/discriminator"] > 0 and r["align/timing/sync"] > 0 for r in align)
 
     # Every phase exported HF checkpoints; a phase boundary checkpoint was sealed each time.
     from transformers import AutoModelForImageTextToText

@@ -83,11 +83,14 @@ def test_grpo_dapo_gspo_with_zero2_and_elastic_rollout(ray_cluster, tmp_path):
     assert client.get_run(ctx.tracker.run_id).info.status == "FINISHED"
 
 
-def test_grpo_with_zero3_learners(ray_cluster, tmp_path):
-    config = load_config(recipe(tmp_path, 3, [rlvr("grpo", {"name": "grpo"})],
-                                tracking={"enabled": False}))
+def test_grpo_with_zero3_learners_and_two_updates_per_step(ray_cluster, tmp_path):
+    phase = {**rlvr("grpo", {"name": "grpo"}), "updates_per_step": 2}
+    config = load_config(recipe(tmp_path, 3, [phase], tracking={"enabled": False}))
     ctx = run(config)
     rows = records(ctx.run_dir)
     assert len(rows) == 2
     assert all(r["grpo/policy/rollout_mismatch_abs"] < 1e-4 for r in rows)
+    # Two optimizer steps per rollout batch and one sync (the untrained policy earns equal
+    # rewards, so the ratio's departure from 1 is asserted in test_policy_learner).
+    assert all(r["grpo/policy/updates"] == 2 for r in rows)
     assert ctx.version == 2

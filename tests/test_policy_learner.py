@@ -13,8 +13,8 @@ import socket
 import pytest
 import torch
 
-from prism_ray.actors.policy import PolicyLearner, PolicyLoss
-from prism_ray.algo import SFTAggregation
+from prism_ray.actors.policy import PolicyLearner
+from prism_ray.algo import PolicyLoss, SFTAggregation
 from prism_ray.config.phases import GRPO, GSPO
 from prism_ray.config.run import ClusterConfig, RunConfig
 from prism_ray.config.schema import LearnerConfig, OptimizerConfig
@@ -72,7 +72,7 @@ def reference(tiny_pair, samples):
     learner = local_learner(tiny_pair[0], budget=100_000)
     initial = learner.full_state_dict()
     logprobs = learner.compute_logprobs(samples)
-    metrics = learner.policy_step(samples, PolicyLoss.for_rlvr(GRPO()))
+    metrics = learner.policy_step(samples, PolicyLoss.from_settings(GRPO()))
     assert metrics["micro_batches"] == 1
     return {"initial": initial, "logprobs": logprobs, "grpo": learner.full_state_dict()}
 
@@ -95,7 +95,7 @@ def test_micro_batch_split_gives_the_same_update(tiny_pair, samples, reference, 
     """The same batch in one micro-batch and in ≥ 3 (token budget) updates weights equally."""
     whole = local_learner(tiny_pair[0], budget=100_000)
     split = local_learner(tiny_pair[0], budget=360)
-    loss = PolicyLoss.for_rlvr(algorithm)
+    loss = PolicyLoss.from_settings(algorithm)
     m_whole, m_split = whole.policy_step(samples, loss), split.policy_step(samples, loss)
     assert m_split["micro_batches"] >= 3
     assert m_split["loss"] == pytest.approx(m_whole["loss"], abs=1e-6)
@@ -145,7 +145,7 @@ def rank_states(group) -> list[dict]:
 @pytest.mark.ray
 def test_zero2_step_across_ranks_matches_one_rank(zero2, samples, reference):
     assert zero2.backend == "gloo"
-    metrics = zero2.policy_step(samples, PolicyLoss.for_rlvr(GRPO()))
+    metrics = zero2.policy_step(samples, PolicyLoss.from_settings(GRPO()))
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert metrics["tokens"] == sum(len(s.response_ids) for s in samples)
     assert metrics["rollout_mismatch_abs"] > 0 and metrics["entropy"] > 0
@@ -164,7 +164,7 @@ def test_zero3_logprobs_and_uneven_shards(zero3, samples, reference):
     # 3 samples: rank 0 runs 2 micro-batches, rank 1 one + a padding pass; 1 sample: rank 1
     # has nothing and pads. Neither may hang (the group call times out instead).
     for subset in (samples[:3], samples[:1]):
-        metrics = zero3.policy_step(subset, PolicyLoss.for_rlvr(GRPO()))
+        metrics = zero3.policy_step(subset, PolicyLoss.from_settings(GRPO()))
         assert metrics["tokens"] == sum(len(s.response_ids) for s in subset)
         assert metrics["micro_batches"] == math.ceil(len(subset) / 2)
     first, second = rank_states(zero3)
@@ -208,8 +208,31 @@ def test_an_alignment_step_moves_log_probs_along_the_advantage(tiny_pair, sample
 
     learner = local_learner(tiny_pair[0], budget=100_000)
     before = learner.compute_logprobs(samples)
-    learner.policy_step(samples, PolicyLoss.for_align(AlignPhase()))
+    learner.policy_step(samples, PolicyLoss.from_settings(AlignPhase()))
     after = learner.compute_logprobs(samples)
     for sample, old, new in zip(samples, before, after):
         change = sum(new) - sum(old)
         assert change * sample.advantage > 0, (sample.advantage, change)
+
+
+def test_two_updates_per_step_change_the_weights_twice_and_the_ratio_moves(tiny_pair, samples):
+    """``updates_per_step`` = 2: two optimizer steps on the two halves of the batch, old
+    log-probs held from before the first; the second step sees a ratio away from 1."""
+    from prism_ray.learner.updates import ppo_updates
+
+    loss = PolicyLoss.from_settings(GRPO())
+    fused = local_learner(tiny_pair[0], budget=100_000)
+    initial = fused.full_state_dict()
+    metrics = ppo_updates(fused, samples, loss, updates=2)
+    assert metrics["updates"] == 2.0
+    assert abs(metrics["ratio_mean_last"] - 1.0) > 1e-4, metrics
+    by_hand = local_learner(tiny_pair[0], budget=100_000)
+    old = by_hand.compute_logprobs(samples)
+    first = by_hand.policy_step(samples[:3], loss, old_logprobs=old[:3])
+    after_first = by_hand.full_state_dict()
+    second = by_hand.policy_step(samples[3:], loss, old_logprobs=old[3:])
+    after_second = by_hand.full_state_dict()
+    assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-6)  # same weights as the old
+    assert second["ratio_mean"] == pytest.approx(metrics["ratio_mean_last"], abs=1e-6)
+    assert max_diff(initial, after_first) > 1e-4 and max_diff(after_first, after_second) > 1e-4
+    assert max_diff(fused.full_state_dict(), after_second) < ATOL

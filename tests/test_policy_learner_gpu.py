@@ -15,8 +15,8 @@ pytestmark = [
 
 
 def test_zero3_bf16_step_with_nccl(ray_cluster, tiny_pair, tmp_path):
-    from prism_ray.actors.policy import PolicyLoss
     from prism_ray.actors.policy_group import PolicyLearnerGroup
+    from prism_ray.algo import PolicyLoss
     from prism_ray.config.phases import GRPO
     from prism_ray.config.schema import LearnerConfig, OptimizerConfig, Resources
     from prism_ray.data.readers import read_rl_parquet
@@ -36,7 +36,7 @@ def test_zero3_bf16_step_with_nccl(ray_cluster, tiny_pair, tmp_path):
         assert group.backend == "nccl"
         group.configure_optimizer(OptimizerConfig(lr=1e-4), total_steps=2)
         before = group.full_state_dict()
-        metrics = group.policy_step(samples, PolicyLoss.for_rlvr(GRPO()))
+        metrics = group.policy_step(samples, PolicyLoss.from_settings(GRPO()))
         assert all(math.isfinite(v) for v in metrics.values()), metrics
         after = group.full_state_dict()
         assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -14,9 +14,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.ray,
 def test_cuda_ipc_sync_between_colocated_actors(ray_cluster, tiny_pair, tmp_path):
     ray = ray_cluster
 
-    from prism_ray.actors.policy import PolicyLoss
     from prism_ray.actors.policy_group import PolicyLearnerGroup
     from prism_ray.actors.rollout_pool import RolloutPool
+    from prism_ray.algo import PolicyLoss
     from prism_ray.config.phases import GRPO
     from prism_ray.config.schema import LearnerConfig, OptimizerConfig, Resources, RolloutConfig
     from prism_ray.data.readers import read_rl_parquet
@@ -39,7 +39,7 @@ def test_cuda_ipc_sync_between_colocated_actors(ray_cluster, tiny_pair, tmp_path
         groups = pool.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=0))
         samples = [PolicySample(p.question, p.images, r.token_ids, 1.0, r.logprobs)
                    for p, g in zip(prompts, groups) for r in g]
-        policy.policy_step(samples, PolicyLoss.for_rlvr(GRPO()))
+        policy.policy_step(samples, PolicyLoss.from_settings(GRPO()))
         stats = sync.push(version=1)
         assert stats.bytes == sync.total_bytes and stats.gb_per_s > 0
         learner = policy.compute_logprobs(samples)

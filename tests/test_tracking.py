@@ -79,8 +79,8 @@ def test_tracking_can_be_turned_off(tmp_path):
 def test_plots_from_a_metrics_record(tmp_path):
     records = [
         {"step": s, "phase_step": s, "rlvr/rollout/reward": 0.1 * s, "rlvr/rollout/accuracy": 0.05 * s,
-         "rlvr/rollout/response_len": 80 - s, "rlvr/timing/rollout+verify": 2.0,
-         "rlvr/timing/policy_update": 1.0, "rlvr/timing/step": 3.0, "rlvr/sync/gb_per_s": 0.4,
+         "rlvr/rollout/response_len": 80 - s, "rlvr/timing/rollout": 2.0,
+         "rlvr/timing/policy": 1.0, "rlvr/timing/step": 3.0, "rlvr/sync/gb_per_s": 0.4,
          "align/discriminator/gap_cap": 0.2 * s}
         for s in range(1, 6)
     ]

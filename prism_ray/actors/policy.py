@@ -10,23 +10,13 @@ shards never hang ZeRO-3's parameter gathers or ZeRO-2's gradient reductions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from prism_ray.actors.learner import EngineLearner
-from prism_ray.algo import (
-    Aggregation,
-    ClipConfig,
-    SFTAggregation,
-    gspo_loss,
-    masked_mean,
-    ppo_clip_loss,
-    sft_loss,
-)
-from prism_ray.config.phases import DAPO, GRPO, GSPO, AlignPhase
+from prism_ray.algo import PolicyLoss, SFTAggregation, masked_mean, sft_loss
 from prism_ray.config.schema import LearnerConfig
 from prism_ray.learner.engine import (
     TORCH_DTYPES,
@@ -62,37 +52,6 @@ from prism_ray.sync.cuda_ipc import IpcSender
 from prism_ray.sync.endpoints import WeightSender
 from prism_ray.sync.plan import Bucket
 from prism_ray.types import Demonstration, PolicySample
-
-
-@dataclass(frozen=True)
-class PolicyLoss:
-    """Which policy-gradient loss a step uses: token ratio (GRPO, DAPO, PRISM alignment) or
-    sequence ratio (GSPO), with the algorithm's clip settings and aggregation."""
-
-    clip: ClipConfig
-    sequence_ratio: bool = False
-
-    @classmethod
-    def for_rlvr(cls, algorithm: GRPO | DAPO | GSPO) -> PolicyLoss:
-        dual = None if isinstance(algorithm, GSPO) else algorithm.dual_clip
-        kl_coef = algorithm.kl_coef if isinstance(algorithm, GRPO) else 0.0
-        clip = ClipConfig(eps_low=algorithm.clip_low, eps_high=algorithm.clip_high,
-                          dual_clip=dual, kl_coef=kl_coef,
-                          aggregation=Aggregation(algorithm.loss_aggregation.value))
-        return cls(clip=clip, sequence_ratio=isinstance(algorithm, GSPO))
-
-    @classmethod
-    def for_align(cls, phase: AlignPhase) -> PolicyLoss:
-        """PRISM alignment (PRISM_SPEC §4): symmetric token-ratio clip with dual-clip."""
-        clip = ClipConfig(eps_low=phase.clip_eps, eps_high=phase.clip_eps,
-                          dual_clip=phase.dual_clip,
-                          aggregation=Aggregation(phase.loss_aggregation.value))
-        return cls(clip=clip)
-
-    @property
-    def normaliser(self) -> Normaliser:
-        token = self.clip.aggregation is Aggregation.TOKEN_MEAN
-        return Normaliser.TOKENS if token else Normaliser.SEQUENCES
 
 
 def _padded(rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor:
@@ -242,7 +201,6 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
         pad = self._items(samples[:1], [0])[0]
         local = [samples[i] for i in mine]
         old = None if old_logprobs is None else [old_logprobs[i] for i in mine]
-        loss_fn = gspo_loss if loss_settings.sequence_ratio else ppo_clip_loss
 
         def micro_loss(batch: Batch, chosen: list[int]):
             rows = chosen or [None]  # padding pass: the first global sample
@@ -255,15 +213,16 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
             rollout = _padded([p.rollout_logprobs for p in picked], mask) if all(
                 has_rollout) else None
             advantages = torch.tensor([p.advantage for p in picked], device=mask.device)
-            loss, metrics = loss_fn(log_probs, old_lp, advantages, mask, loss_settings.clip,
-                                    rollout_log_probs=rollout,
-                                    logits=continuation_logits(logits, batch))
+            loss, metrics = loss_settings(log_probs, old_lp, advantages, mask,
+                                          rollout_log_probs=rollout,
+                                          logits=continuation_logits(logits, batch))
             if rollout is not None:
                 metrics["rollout_mismatch_abs"] = masked_mean(
                     (rollout - old_lp).abs(), mask).item()
             return loss, metrics
 
-        return self._optimizer_step(items, pad, loss_settings.normaliser, micro_loss)
+        normaliser = Normaliser.TOKENS if loss_settings.per_token else Normaliser.SEQUENCES
+        return self._optimizer_step(items, pad, normaliser, micro_loss)
 
     def sft_step(self, demos: Sequence[Demonstration],
                  aggregation: SFTAggregation = SFTAggregation.TOKEN_MEAN,

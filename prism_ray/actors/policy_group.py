@@ -8,9 +8,10 @@ from pathlib import Path
 import ray
 
 from prism_ray.actors.learner_group import LearnerGroup
-from prism_ray.actors.policy import PolicyLearner, PolicyLoss
-from prism_ray.algo import SFTAggregation
+from prism_ray.actors.policy import PolicyLearner
+from prism_ray.algo import PolicyLoss, SFTAggregation
 from prism_ray.config.schema import LearnerConfig
+from prism_ray.learner.updates import ppo_updates
 from prism_ray.learner.weights import WeightManifest
 from prism_ray.types import Demonstration, PolicySample
 
@@ -36,6 +37,11 @@ class PolicyLearnerGroup(LearnerGroup):
                     old_logprobs: Sequence[Sequence[float]] | None = None) -> dict[str, float]:
         old = None if old_logprobs is None else ray.put([list(r) for r in old_logprobs])
         return self._all(lambda a: a.policy_step, list(samples), loss, old_logprobs=old)[0]
+
+    def policy_updates(self, samples: Sequence[PolicySample], loss: PolicyLoss,
+                       updates: int = 1) -> dict[str, float]:
+        """``updates`` optimizer steps on one rollout batch (``learner.updates``)."""
+        return ppo_updates(self, list(samples), loss, updates)
 
     def sft_step(self, demos: Sequence[Demonstration], aggregation: SFTAggregation,
                  max_seq_tokens: int) -> dict[str, float]:

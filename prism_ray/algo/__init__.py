@@ -9,27 +9,25 @@ from prism_ray.algo.diagnostics import kl_estimates, kl_metrics, masked_entropy
 from prism_ray.algo.discriminator import SCORE_LIMIT, bradley_terry_loss, clip_scores
 from prism_ray.algo.masking import broadcast_to_tokens, masked_mean, masked_sum
 from prism_ray.algo.policy_loss import (
-    DAPO_CLIP,
-    GRPO_CLIP,
-    GSPO_CLIP,
     Aggregation,
     ClipConfig,
+    PolicyLoss,
     aggregate,
     clipped_surrogate,
     gspo_loss,
     ppo_clip_loss,
 )
 from prism_ray.algo.prism import prism_advantages, substitute_invalid_scores
+from prism_ray.algo.registry import POLICY_LOSSES, policy_loss_fn, register_policy_loss
 from prism_ray.algo.reward import rlvr_reward
 from prism_ray.algo.sft import SFTAggregation, sft_loss, shift_for_next_token
 
 __all__ = [
-    "DAPO_CLIP",
-    "GRPO_CLIP",
-    "GSPO_CLIP",
     "SCORE_LIMIT",
+    "POLICY_LOSSES",
     "Aggregation",
     "ClipConfig",
+    "PolicyLoss",
     "SFTAggregation",
     "aggregate",
     "bradley_terry_loss",
@@ -48,7 +46,9 @@ __all__ = [
     "masked_sum",
     "overlong_penalty",
     "ppo_clip_loss",
+    "policy_loss_fn",
     "prism_advantages",
+    "register_policy_loss",
     "rlvr_reward",
     "sft_loss",
     "shift_for_next_token",

@@ -14,6 +14,7 @@ import torch
 
 from prism_ray.algo.diagnostics import MAX_LOG_RATIO, kl_estimates, kl_metrics, masked_entropy
 from prism_ray.algo.masking import broadcast_to_tokens, masked_mean, masked_sum
+from prism_ray.algo.registry import policy_loss_fn, register_policy_loss
 
 
 class Aggregation(str, Enum):
@@ -60,11 +61,6 @@ class ClipConfig:
             raise ValueError(f"dual_clip must exceed 1 + eps_high, got {self.dual_clip}")
 
 
-GRPO_CLIP = ClipConfig(eps_low=0.2, eps_high=0.2, dual_clip=3.0)
-DAPO_CLIP = ClipConfig(eps_low=0.2, eps_high=0.28, dual_clip=10.0)
-GSPO_CLIP = ClipConfig(
-    eps_low=3e-4, eps_high=4e-4, dual_clip=None, aggregation=Aggregation.SEQ_MEAN_TOKEN_MEAN
-)
 
 
 def clipped_surrogate(
@@ -92,12 +88,13 @@ def clipped_surrogate(
     return loss, active
 
 
+@register_policy_loss("ppo_clip")
 def ppo_clip_loss(
     log_probs: torch.Tensor,
     old_log_probs: torch.Tensor,
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
-    config: ClipConfig = GRPO_CLIP,
+    config: ClipConfig,
     *,
     rollout_log_probs: torch.Tensor | None = None,
     ref_log_probs: torch.Tensor | None = None,
@@ -119,12 +116,13 @@ def ppo_clip_loss(
     )
 
 
+@register_policy_loss("gspo")
 def gspo_loss(
     log_probs: torch.Tensor,
     old_log_probs: torch.Tensor,
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
-    config: ClipConfig = GSPO_CLIP,
+    config: ClipConfig,
     *,
     rollout_log_probs: torch.Tensor | None = None,
     ref_log_probs: torch.Tensor | None = None,
@@ -207,3 +205,37 @@ def _ratio_metrics(
         out["ratio_mean"] = valid_ratio.mean().item() if valid_ratio.numel() else 1.0
         out["ratio_max"] = valid_ratio.max().item() if valid_ratio.numel() else 1.0
     return out
+
+
+@dataclass(frozen=True)
+class PolicyLoss:
+    """What a policy-gradient step optimises: a registered loss (``algo.registry``) and its
+    clip settings. Built from a phase's settings with ``from_settings``."""
+
+    name: str
+    clip: ClipConfig
+
+    def __post_init__(self) -> None:
+        policy_loss_fn(self.name)  # fails early, naming the registered losses
+
+    @classmethod
+    def from_settings(cls, settings) -> PolicyLoss:
+        """From any settings object with ``loss``, ``clip_low``, ``clip_high`` and
+        ``loss_aggregation`` (and optionally ``dual_clip``, ``kl_coef``): an RLVR algorithm
+        or the alignment phase."""
+        return cls(settings.loss, ClipConfig(
+            eps_low=settings.clip_low, eps_high=settings.clip_high,
+            dual_clip=getattr(settings, "dual_clip", None),
+            kl_coef=getattr(settings, "kl_coef", 0.0),
+            aggregation=Aggregation(settings.loss_aggregation.value)))
+
+    @property
+    def per_token(self) -> bool:
+        """Whether the loss is normalised by tokens (else by sequences)."""
+        return self.clip.aggregation is Aggregation.TOKEN_MEAN
+
+    def __call__(self, log_probs: torch.Tensor, old_log_probs: torch.Tensor,
+                 advantages: torch.Tensor, response_mask: torch.Tensor, **extra
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        return policy_loss_fn(self.name)(log_probs, old_log_probs, advantages, response_mask,
+                                         self.clip, **extra)

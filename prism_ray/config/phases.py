@@ -6,10 +6,11 @@ batch sizes and optimizer; optimizer defaults depend on the phase kind and algor
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from prism_ray.config.kinds import PHASE_KINDS, PhaseKind, register_phase_kind
 from prism_ray.config.schema import (
     DataSource,
     Frozen,
@@ -33,6 +34,42 @@ class PhaseBase(Frozen):
     )
     seed: int | None = Field(None, description="per-phase seed; the run seed when unset")
 
+    def total_steps(self, num_records: int) -> int:
+        """Optimizer steps (or, for evaluation, prompts) the phase runs over its records."""
+        raise NotImplementedError
+
+    def plan_length(self) -> str:
+        """The phase's length as the run plan shows it, before any data is read."""
+        raise NotImplementedError
+
+
+class EpochPhase(PhaseBase):
+    """A phase that walks offline records in batches: SFT, discriminator warm-up."""
+
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop early after this many steps")
+    batch_size: int = Field(16, ge=1, description="records per optimizer step")
+
+    def total_steps(self, num_records: int) -> int:
+        total = self.epochs * -(-num_records // self.batch_size)
+        return min(total, self.max_steps) if self.max_steps else total
+
+    def plan_length(self) -> str:
+        cap = f" (≤{self.max_steps} steps)" if self.max_steps else ""
+        return f"{self.epochs} epoch(s){cap}"
+
+
+def _registered_loss(name: str) -> str:
+    """A policy-loss name must be registered in ``prism_ray.algo.registry``."""
+    from prism_ray.algo import policy_loss_fn
+
+    policy_loss_fn(name)
+    return name
+
+
+LossName = Annotated[str, AfterValidator(_registered_loss)]
+_LOSS_HELP = "registered policy loss (prism_ray.algo.registry): ppo_clip | gspo | your own"
+
 
 def _default_optimizer(data: dict, optimizer: OptimizerConfig) -> dict:
     """Fill ``optimizer`` with a phase's published default when the user gave none.
@@ -55,16 +92,13 @@ def _default_optimizer(data: dict, optimizer: OptimizerConfig) -> dict:
 _SFT_OPTIMIZER = OptimizerConfig(lr=1e-5, schedule=Schedule.cosine, warmup_ratio=0.1)
 
 
-class SFTPhase(PhaseBase):
+class SFTPhase(EpochPhase):
     kind: Literal["sft"] = "sft"
     name: str = "sft"
     data: tuple[DataSource, ...] = (SyntheticData(),)
     sources: tuple[Literal["teacher", "public"], ...] = Field(
         ("teacher", "public"), description="synthetic data only: which demonstration sources"
     )
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1, description="stop early after this many steps")
-    batch_size: int = Field(16, ge=1, description="sequences per optimizer step")
     loss_aggregation: Literal["token_mean", "seq_mean"] = "token_mean"
     max_seq_tokens: int = Field(1024, ge=16)
     optimizer: OptimizerConfig = _SFT_OPTIMIZER
@@ -75,18 +109,20 @@ class SFTPhase(PhaseBase):
         return _default_optimizer(data, _SFT_OPTIMIZER)
 
 
+register_phase_kind(PhaseKind(
+    SFTPhase, "prism_ray.driver.sft:run_sft", frozenset({"policy"}),
+    data=(SyntheticData, ShareGPTData), synthetic_files=("sft/teacher.json", "sft/public.json")))
+
+
 # ───────────────────────────── discriminator warm-up ─────────────────────────────
 
 _WARMUP_OPTIMIZER = OptimizerConfig(lr=1e-5, schedule=Schedule.cosine, warmup_ratio=0.1)
 
 
-class DiscWarmupPhase(PhaseBase):
+class DiscWarmupPhase(EpochPhase):
     kind: Literal["disc_warmup"] = "disc_warmup"
     name: str = "disc_warmup"
     data: tuple[DataSource, ...] = (SyntheticData(),)
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(16, ge=1, description="pairs per optimizer step")
     aux_loss_coef: float = Field(0.01, ge=0, description="MoE load-balancing loss weight")
     optimizer: OptimizerConfig = _WARMUP_OPTIMIZER
 
@@ -94,6 +130,11 @@ class DiscWarmupPhase(PhaseBase):
     @classmethod
     def _optimizer_default(cls, data):
         return _default_optimizer(data, _WARMUP_OPTIMIZER)
+
+
+register_phase_kind(PhaseKind(
+    DiscWarmupPhase, "prism_ray.driver.align:run_disc_warmup", frozenset({"discriminator"}),
+    data=(SyntheticData, WarmupJsonlData), synthetic_files=("warmup/pairs.jsonl",)))
 
 
 # ───────────────────────────── policy-gradient settings shared by align and RLVR ─────────────
@@ -108,7 +149,24 @@ class PolicyGradientPhase(PhaseBase):
     sampling: SamplingConfig | None = Field(
         None, description="overrides rollout.sampling for this phase"
     )
-    updates_per_step: int = Field(1, ge=1, description="optimizer steps per rollout batch")
+    updates_per_step: int = Field(
+        1, ge=1, description="optimizer steps per rollout batch: the batch is cut into this "
+        "many mini-batches with the old log-probs held fixed (PPO-style); 1 = on-policy")
+
+    def total_steps(self, num_records: int) -> int:
+        return self.steps
+
+    def plan_length(self) -> str:
+        return f"{self.steps} steps × {self.prompts_per_step}×{self.samples_per_prompt}"
+
+    @model_validator(mode="after")
+    def _updates_fit_the_batch(self):
+        rollouts = self.prompts_per_step * self.samples_per_prompt
+        if self.updates_per_step > rollouts:
+            raise ValueError(f"updates_per_step ({self.updates_per_step}) exceeds the "
+                             f"{rollouts} rollouts of a step (prompts_per_step × "
+                             "samples_per_prompt): a mini-batch would be empty")
+        return self
 
 
 # ───────────────────────────── PRISM alignment ─────────────────────────────
@@ -122,12 +180,21 @@ class AlignPhase(PolicyGradientPhase):
     name: str = "align"
     alpha: float = Field(0.5, ge=0, le=1, description="perception vs reasoning advantage mix")
     beta: float = Field(1.5, ge=0, description="format penalty")
-    clip_eps: float = Field(0.2, gt=0)
+    loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
+    clip_eps: float = Field(0.2, gt=0, description="symmetric ratio clip")
     dual_clip: float = Field(3.0, gt=1)
     loss_aggregation: LossAggregation = LossAggregation.token_mean
     disc_reg_coef: float = Field(0.001, ge=0)
     optimizer: OptimizerConfig = _ALIGN_OPTIMIZER
     disc_optimizer: OptimizerConfig = _ALIGN_DISC_OPTIMIZER
+
+    @property
+    def clip_low(self) -> float:
+        return self.clip_eps
+
+    @property
+    def clip_high(self) -> float:
+        return self.clip_eps
 
     @model_validator(mode="before")
     @classmethod
@@ -137,6 +204,12 @@ class AlignPhase(PolicyGradientPhase):
             data = {**data, "disc_optimizer": {**_ALIGN_DISC_OPTIMIZER.model_dump(),
                                                **data["disc_optimizer"]}}
         return data
+
+
+register_phase_kind(PhaseKind(
+    AlignPhase, "prism_ray.driver.align:run_align",
+    frozenset({"policy", "rollout", "discriminator"}),
+    data=(SyntheticData, RLParquetData), synthetic_files=("align/train.parquet",)))
 
 
 # ───────────────────────────── RLVR algorithms ─────────────────────────────
@@ -160,6 +233,7 @@ class OverlongPenalty(Frozen):
 
 class GRPO(Frozen):
     name: Literal["grpo"] = "grpo"
+    loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
     clip_low: float = Field(0.2, gt=0)
     clip_high: float = Field(0.2, gt=0)
     dual_clip: float | None = Field(3.0, gt=1)
@@ -169,6 +243,7 @@ class GRPO(Frozen):
 
 class DAPO(Frozen):
     name: Literal["dapo"] = "dapo"
+    loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
     clip_low: float = Field(0.2, gt=0)
     clip_high: float = Field(0.28, gt=0)
     dual_clip: float | None = Field(10.0, gt=1)
@@ -179,6 +254,7 @@ class DAPO(Frozen):
 
 class GSPO(Frozen):
     name: Literal["gspo"] = "gspo"
+    loss: LossName = Field("gspo", description=_LOSS_HELP)
     clip_low: float = Field(3e-4, gt=0)
     clip_high: float = Field(4e-4, gt=0)
     loss_aggregation: LossAggregation = LossAggregation.seq_mean_token_mean
@@ -219,6 +295,11 @@ class RLVRPhase(PolicyGradientPhase):
         return _default_optimizer(data, _RLVR_OPTIMIZERS.get(name, _RLVR_OPTIMIZERS["grpo"]))
 
 
+register_phase_kind(PhaseKind(
+    RLVRPhase, "prism_ray.driver.rlvr:run_rlvr", frozenset({"policy", "rollout", "verifier"}),
+    data=(SyntheticData, RLParquetData), synthetic_files=("rlvr/train.parquet",)))
+
+
 # ───────────────────────────── evaluation ─────────────────────────────
 
 
@@ -230,15 +311,16 @@ class EvalPhase(PhaseBase):
     max_response_tokens: int = Field(8192, ge=1)
     sampling: SamplingConfig = SamplingConfig(temperature=0.0)
 
+    def total_steps(self, num_records: int) -> int:
+        return min(num_records, self.max_prompts or num_records)
+
+    def plan_length(self) -> str:
+        return f"{self.max_prompts or 'all'} prompts"
+
+
+register_phase_kind(PhaseKind(
+    EvalPhase, "prism_ray.driver.evaluation:run_eval", frozenset({"rollout", "verifier"}),
+    data=(SyntheticData, RLParquetData), synthetic_files=("eval/test.parquet",), evaluation=True))
 
 # ``kind`` has no default: a phase must say what it is.
-Phase = tagged_union("kind", None, SFTPhase, DiscWarmupPhase, AlignPhase, RLVRPhase, EvalPhase)
-
-# Which data formats each phase can read.
-ACCEPTED_DATA = {
-    "sft": (SyntheticData, ShareGPTData),
-    "disc_warmup": (SyntheticData, WarmupJsonlData),
-    "align": (SyntheticData, RLParquetData),
-    "rlvr": (SyntheticData, RLParquetData),
-    "eval": (SyntheticData, RLParquetData),
-}
+Phase = tagged_union("kind", None, *(kind.config for kind in PHASE_KINDS.values()))

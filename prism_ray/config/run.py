@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
-from prism_ray.config.phases import ACCEPTED_DATA, Phase
+from prism_ray.config.kinds import phase_kind
+from prism_ray.config.phases import Phase
 from prism_ray.config.schema import (
     DiscriminatorConfig,
     Frozen,
@@ -106,7 +107,7 @@ class RunConfig(Frozen):
         if duplicates:
             raise ValueError(f"phase names must be unique; repeated: {duplicates}")
         for phase in self.phases:
-            accepted = ACCEPTED_DATA[phase.kind]
+            accepted = phase_kind(phase.kind).data
             for source in phase.data:
                 if not isinstance(source, accepted):
                     kinds = [a.model_fields["kind"].default for a in accepted]

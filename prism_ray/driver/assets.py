@@ -36,9 +36,10 @@ def synthetic_sources(config: RunConfig) -> list[SyntheticData]:
     return list(seen)
 
 
-def synthetic_dir(run_dir: Path, source: SyntheticData) -> Path:
+def synthetic_dir(run_dir: Path, source: SyntheticData, system_prompt: str | None) -> Path:
     # Every field that changes the bytes is in the name: two sources never share a directory.
-    digest = hashlib.sha256(source.model_dump_json().encode()).hexdigest()[:10]
+    key = source.model_dump_json() + json.dumps(system_prompt)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return run_dir / "data" / f"synthetic-{source.size.value}-s{source.seed}-{digest}"
 
 
@@ -51,10 +52,11 @@ def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
     pending = {}
     datasets = {}
     for source in synthetic_sources(config):
-        out = synthetic_dir(run_dir, source)
+        out = synthetic_dir(run_dir, source, config.system_prompt)
         datasets[source] = out
         if not _manifest_matches(out / "manifest.json", **_synthetic_manifest_keys(source)):
-            pending[f"dataset {out.name}"] = synthesize.remote(str(out), source)
+            pending[f"dataset {out.name}"] = synthesize.remote(str(out), source,
+                                                               config.system_prompt)
     policy, disc = config.models.policy, config.models.discriminator
     models_dir = run_dir / "models"
     if isinstance(policy, TinyModel) or isinstance(disc, TinyModel):
@@ -62,8 +64,9 @@ def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
         presets = (policy.preset if isinstance(policy, TinyModel) else "policy",
                    disc.preset if isinstance(disc, TinyModel) else "discriminator")
         if not _manifest_matches(models_dir / "policy" / "prism_tiny.json", seed=seed,
-                                 preset=presets[0]):
-            pending["tiny models"] = tiny_models.remote(str(models_dir), seed, *presets)
+                                 preset=presets[0], system_prompt=config.system_prompt):
+            pending["tiny models"] = tiny_models.remote(str(models_dir), seed, *presets,
+                                                        config.system_prompt)
     for label in pending:
         print(f"[prepare] building {label} ...", flush=True)
     for label, ref in pending.items():
@@ -102,17 +105,22 @@ def _task_settings(source: SyntheticData) -> dict:
         "digit_probability")}
 
 
-def _synthesize_task(out: str, source: SyntheticData) -> str:
+def _synthesize_task(out: str, source: SyntheticData, system_prompt: str | None) -> str:
     from prism_ray.data.synthetic import synthesize
 
     manifest = synthesize(out, seed=source.seed, size=source.size, image_size=source.image_size,
-                          overwrite=True, **_task_settings(source))
+                          overwrite=True, system_prompt=system_prompt, **_task_settings(source))
     return ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
 
 
-def _tiny_models_task(out: str, seed: int, policy_preset: str, disc_preset: str) -> str:
+def _tiny_models_task(out: str, seed: int, policy_preset: str, disc_preset: str,
+                      system_prompt: str | None) -> str:
     from prism_ray.models.tiny import create_tiny_pair
 
-    policy, disc = create_tiny_pair(out, seed, policy_preset, disc_preset)
+    policy, disc = create_tiny_pair(out, seed, policy_preset, disc_preset, system_prompt)
+    # The tokenizer learned the prompt's words: a run with another prompt rebuilds the models.
+    manifest = policy / "prism_tiny.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
+                                    "system_prompt": system_prompt}, indent=2) + "\n")
     sizes = [json.loads((p / "prism_tiny.json").read_text())["parameters"] for p in (policy, disc)]
     return f"policy {sizes[0]:,} params, discriminator backbone {sizes[1]:,} params"

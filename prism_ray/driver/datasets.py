@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prism_ray.config.kinds import phase_kind
 from prism_ray.config.schema import (
     RLParquetData,
     ShareGPTData,
@@ -20,15 +21,6 @@ from prism_ray.config.schema import (
     WarmupJsonlData,
 )
 from prism_ray.data.readers import read_rl_parquet, read_sharegpt, read_warmup_jsonl
-
-# Which synthetic file feeds which phase kind.
-SYNTHETIC_FILES = {
-    "sft": ("sft/teacher.json", "sft/public.json"),
-    "disc_warmup": ("warmup/pairs.jsonl",),
-    "align": ("align/train.parquet",),
-    "rlvr": ("rlvr/train.parquet",),
-    "eval": ("eval/test.parquet",),
-}
 
 _READERS: dict[type, Callable] = {
     ShareGPTData: read_sharegpt,
@@ -45,7 +37,7 @@ def load_records(kind: str, sources: Sequence[Any], synthetic_dir: Callable[[Syn
     records: list = []
     for source in sources:
         if isinstance(source, SyntheticData):
-            files = [synthetic_dir(source) / f for f in SYNTHETIC_FILES[kind]]
+            files = [synthetic_dir(source) / f for f in phase_kind(kind).synthetic_files]
             if kind == "sft" and sft_sources:
                 files = [f for f in files if f.stem in sft_sources]
             for file in files:

@@ -9,6 +9,7 @@ prompts that carry their scene; None (shown "–") when none does.
 from __future__ import annotations
 
 from prism_ray.actors.rollout import sampling_params
+from prism_ray.config.kinds import phase_kind
 from prism_ray.config.phases import EvalPhase, RewardConfig
 from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
 from prism_ray.driver.context import RunContext
@@ -63,7 +64,7 @@ def _optional(value: float | None) -> str:
 
 def eval_settings(config) -> EvalPhase | None:
     """The run's evaluation settings: its first enabled eval phase (also used at phase ends)."""
-    return next((p for p in config.phases if p.kind == "eval" and p.enabled), None)
+    return next((p for p in config.phases if phase_kind(p.kind).evaluation and p.enabled), None)
 
 
 def run_eval(phase: EvalPhase, ctx: RunContext) -> None:

@@ -8,25 +8,15 @@ from pathlib import Path
 
 from prism_ray.cluster import start_ray, stop_ray
 from prism_ray.config import RunConfig, dump_config
-from prism_ray.driver.align import run_align, run_disc_warmup
+from prism_ray.config.kinds import phase_kind
 from prism_ray.driver.assets import prepare_assets
 from prism_ray.driver.checkpoint import CheckpointManager, DriverState
 from prism_ray.driver.context import RunContext
-from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table, run_eval
+from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table
 from prism_ray.driver.plots import write_plots
 from prism_ray.driver.progress import text_table
-from prism_ray.driver.rlvr import run_rlvr
 from prism_ray.driver.roles import Roles
-from prism_ray.driver.sft import run_sft
 from prism_ray.driver.tracking import Tracker
-
-PHASE_RUNNERS = {
-    "sft": run_sft,
-    "disc_warmup": run_disc_warmup,
-    "align": run_align,
-    "rlvr": run_rlvr,
-    "eval": run_eval,
-}
 
 
 def run(config: RunConfig, resume: bool = False) -> RunContext:
@@ -79,10 +69,10 @@ def run_phase(ctx: RunContext, phase) -> None:
         # The rollout workers must sample from the weights this phase trains, from step 1.
         ctx.publish_weights()
         evaluate_if_new(ctx, f"{phase.name} init")
-    PHASE_RUNNERS[phase.kind](phase, ctx)
-    wall_s = time.time() - phase_started
-    ctx.phase_wall_s[phase.name] = wall_s
-    if phase.kind != "eval":
+    kind = phase_kind(phase.kind)
+    kind.load_runner()(phase, ctx)
+    ctx.phase_wall_s[phase.name] = time.time() - phase_started
+    if not kind.evaluation:
         evaluate_if_new(ctx, phase.name)
         ctx.end_phase(phase)
     write_outputs(ctx)
@@ -148,17 +138,8 @@ def plan_table(config: RunConfig) -> str:
     rows = [("#", "phase", "kind", "length", "data")]
     for i, phase in enumerate(config.phases):
         rows.append((str(i), phase.name + ("" if phase.enabled else " (skipped)"), phase.kind,
-                     _length(phase), ", ".join(s.kind for s in phase.data)))
+                     phase.plan_length(), ", ".join(s.kind for s in phase.data)))
     return text_table(rows)
-
-
-def _length(phase) -> str:
-    if phase.kind in ("align", "rlvr"):
-        return f"{phase.steps} steps × {phase.prompts_per_step}×{phase.samples_per_prompt}"
-    if phase.kind in ("sft", "disc_warmup"):
-        cap = f" (≤{phase.max_steps} steps)" if phase.max_steps else ""
-        return f"{phase.epochs} epoch(s){cap}"
-    return f"{phase.max_prompts or 'all'} prompts"
 
 
 def _describe(resources: dict) -> str:

@@ -4,6 +4,11 @@ Every step prints one line (step/total, key metrics, tokens/s, ETA) that reads t
 terminal and in a log file, and appends all of its metrics as one JSON line to
 ``metrics.jsonl`` in the run directory. Keys are ``phase/role/name``; timers
 ``phase/timing/section``.
+
+Every training step of every phase records the same timing sections (``SECTIONS``, zero where
+a phase has no such work, plus ``step``, their sum) and the same throughput fields
+(``throughput/tokens_per_s``, ``throughput/sequences_per_s``), so runs and phases compare
+column for column.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 MetricsSink = Callable[[dict[str, float], int], None]
+
+SECTIONS = ("rollout", "score", "discriminator", "policy", "sync")
 
 
 def text_table(rows: list[tuple[str, ...]]) -> str:
@@ -43,6 +50,8 @@ class PhaseProgress:
 
     @contextmanager
     def timer(self, section: str):
+        if section not in SECTIONS:
+            raise ValueError(f"unknown timing section {section!r}; sections: {SECTIONS}")
         start = time.perf_counter()
         try:
             yield
@@ -50,14 +59,14 @@ class PhaseProgress:
             self.timings[section] = self.timings.get(section, 0.0) + time.perf_counter() - start
 
     def step(self, phase_step: int, step: int, metrics: dict[str, float],
-             tokens: int = 0) -> dict[str, float]:
+             tokens: int = 0, sequences: int = 0) -> dict[str, float]:
         """Record one finished step; returns the full metrics dict that was written."""
         elapsed = sum(self.timings.values())
         record = {f"{self.phase}/{k}": v for k, v in metrics.items()}
-        record.update({f"{self.phase}/timing/{k}": v for k, v in self.timings.items()})
+        record.update({f"{self.phase}/timing/{k}": self.timings.get(k, 0.0) for k in SECTIONS})
         record[f"{self.phase}/timing/step"] = elapsed
-        if tokens:
-            record[f"{self.phase}/throughput/tokens_per_s"] = tokens / max(elapsed, 1e-9)
+        record[f"{self.phase}/throughput/tokens_per_s"] = tokens / max(elapsed, 1e-9)
+        record[f"{self.phase}/throughput/sequences_per_s"] = sequences / max(elapsed, 1e-9)
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"step": step, "phase_step": phase_step, **record}) + "\n")
         print(self._line(phase_step, metrics, tokens, elapsed), flush=True)

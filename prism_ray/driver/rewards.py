@@ -90,20 +90,21 @@ def rollout_prompts(scored: ScoredGroups) -> list[RLPrompt]:
     return [prompt_of[int(g)] for g in scored.group_ids]
 
 
+def samples_for(prompts: Sequence[RLPrompt], rollouts: Sequence[Rollout],
+                advantages: torch.Tensor) -> list[PolicySample]:
+    """One PolicySample per rollout: ``prompts[i]`` is the prompt of ``rollouts[i]``."""
+    if not len(prompts) == len(rollouts) == len(advantages):
+        raise ValueError(f"{len(prompts)} prompts, {len(rollouts)} rollouts and "
+                         f"{len(advantages)} advantages must match")
+    return [PolicySample(question=p.question, images=p.images, response_ids=r.token_ids,
+                         advantage=float(a), rollout_logprobs=r.logprobs)
+            for p, r, a in zip(prompts, rollouts, advantages)]
+
+
 def policy_samples(scored: ScoredGroups) -> tuple[list[PolicySample], dict[str, float]]:
     """GRPO-family group-relative advantages, one PolicySample per rollout."""
     advantages, metrics = group_advantages(scored.rewards, scored.group_ids)
-    samples = [
-        PolicySample(
-            question=prompt.question,
-            images=prompt.images,
-            response_ids=rollout.token_ids,
-            advantage=float(a),
-            rollout_logprobs=rollout.logprobs,
-        )
-        for rollout, prompt, a in zip(scored.rollouts, rollout_prompts(scored), advantages)
-    ]
-    return samples, metrics
+    return samples_for(rollout_prompts(scored), scored.rollouts, advantages), metrics
 
 
 def outcome_metrics(scored: ScoredGroups) -> dict[str, float]:

@@ -11,22 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from prism_ray.config import RunConfig
+from prism_ray.config.kinds import phase_kind
 from prism_ray.driver.assets import RunAssets
-
-NEEDS = {
-    "sft": {"policy"},
-    "disc_warmup": {"discriminator"},
-    "align": {"policy", "rollout", "discriminator"},
-    "rlvr": {"policy", "rollout", "verifier"},
-    "eval": {"rollout", "verifier"},
-}
 
 
 def needed_roles(config: RunConfig) -> set[str]:
     roles: set[str] = set()
     for phase in config.phases:
         if phase.enabled:
-            roles |= NEEDS[phase.kind]
+            roles |= phase_kind(phase.kind).roles
     # An enabled eval phase also evaluates at the start and after every training phase.
     return roles
 

@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 from prism_ray.algo import SFTAggregation
 from prism_ray.config.phases import SFTPhase
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import load_records
-
-
-def sft_steps(phase: SFTPhase, num_demos: int) -> int:
-    total = phase.epochs * math.ceil(num_demos / phase.batch_size)
-    return min(total, phase.max_steps) if phase.max_steps else total
+from prism_ray.driver.loop import Draw, StepResult, Timer, run_steps
 
 
 def run_sft(phase: SFTPhase, ctx: RunContext) -> None:
     demos = load_records("sft", phase.data, ctx.assets.dataset_dir, sft_sources=phase.sources)
-    total = sft_steps(phase, len(demos))
-    print(f"[{phase.name}] {len(demos)} demonstrations, {total} steps of {phase.batch_size}")
-    policy = ctx.roles.policy
-    policy.configure_optimizer(phase.optimizer, total)
-    first, cursor = ctx.start(phase, len(demos))
-    progress = ctx.progress(phase, total, headline=("policy/loss",))
-    aggregation = SFTAggregation(phase.loss_aggregation)
-    for phase_step in range(first, total):
-        batch = [demos[i] for i in cursor.take(phase.batch_size)]
-        with progress.timer("policy_update"):
-            metrics = policy.sft_step(batch, aggregation, phase.max_seq_tokens)
-        ctx.step += 1
-        progress.step(phase_step, ctx.step, {f"policy/{k}": v for k, v in metrics.items()},
-                      tokens=int(metrics.get("tokens", 0)))
-        ctx.after_step(phase, phase_step, cursor)
-    ctx.publish_weights()
+    print(f"[{phase.name}] {len(demos)} demonstrations, {phase.total_steps(len(demos))} steps "
+          f"of {phase.batch_size}")
+    run_steps(phase, ctx, demos, SFTStepper(phase, ctx))
+
+
+@dataclass
+class SFTStepper:
+    phase: SFTPhase
+    ctx: RunContext
+    headline: tuple[str, ...] = ("policy/loss",)
+
+    def configure(self, total_steps: int) -> None:
+        self.ctx.roles.policy.configure_optimizer(self.phase.optimizer, total_steps)
+
+    def step(self, draw: Draw, timer: Timer) -> StepResult:
+        batch = draw(self.phase.batch_size)
+        with timer("policy"):
+            metrics = self.ctx.roles.policy.sft_step(
+                batch, SFTAggregation(self.phase.loss_aggregation), self.phase.max_seq_tokens)
+        return StepResult({f"policy/{k}": v for k, v in metrics.items()},
+                          tokens=int(metrics.get("tokens", 0)), sequences=len(batch))
+
+    def finish(self) -> None:
+        self.ctx.publish_weights()  # SFT steps do not sync: the rollout workers catch up once

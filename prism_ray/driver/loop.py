@@ -1,0 +1,152 @@
+"""The one step loop every training phase runs, and the policy-gradient step it is built for.
+
+``run_steps`` owns what all phases share: the optimizer schedule's length, resume (first step
+and data position), elastic rollout, the global step counter, progress/metrics, checkpoints.
+A phase supplies a ``Stepper``: what one step does with the records it draws.
+
+The policy-gradient step (alignment, RLVR) is one template with explicit seams::
+
+    collect      generate rollouts and score them             (timing: rollout, score)
+    advantages   rewards/scores → per-rollout advantages
+    critic       update anything trained beside the policy    (timing: discriminator)
+    update       ``updates_per_step`` policy optimizer steps  (timing: policy)
+    sync         push the new weights to the rollout workers  (timing: sync)
+
+A phase kind overrides ``collect``, ``advantages`` and ``critic``; the asynchronous and
+fault-tolerant loops extend ``collect``/``sync`` here, once, for every phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prism_ray.algo import PolicyLoss
+from prism_ray.types import PolicySample, RLPrompt, Rollout
+
+if TYPE_CHECKING:
+    from prism_ray.driver.context import RunContext
+
+Draw = Callable[[int], list]  # count → the next records of the phase's data
+Timer = Callable[[str], AbstractContextManager]  # section name → context that times it
+
+
+@dataclass
+class StepResult:
+    metrics: dict[str, float]  # "role/name" keys; the progress record adds the phase prefix
+    tokens: int = 0  # tokens trained on (throughput)
+    sequences: int = 0  # sequences trained on (throughput)
+
+
+class Stepper(Protocol):
+    headline: tuple[str, ...]  # metric keys shown on the progress line
+
+    def configure(self, total_steps: int) -> None:
+        """Set up the optimizers for a phase of ``total_steps`` steps (before any resume)."""
+
+    def step(self, draw: Draw, timer: Timer) -> StepResult:
+        """Run one step on records taken with ``draw``."""
+
+    def finish(self) -> None:
+        """After the last step (e.g. publish weights that changed without per-step sync)."""
+
+
+def run_steps(phase: Any, ctx: RunContext, records: Sequence, stepper: Stepper) -> None:
+    total = phase.total_steps(len(records))
+    stepper.configure(total)
+    first, cursor = ctx.start(phase, len(records))  # restores learner states on resume
+    progress = ctx.progress(phase, total, headline=stepper.headline)
+
+    def draw(count: int) -> list:
+        return [records[i] for i in cursor.take(count)]
+
+    for phase_step in range(first, total):
+        ctx.before_step()
+        result = stepper.step(draw, progress.timer)
+        ctx.step += 1
+        progress.step(phase_step, ctx.step, result.metrics, tokens=result.tokens,
+                      sequences=result.sequences)
+        ctx.after_step(phase, phase_step, cursor)
+    stepper.finish()
+
+
+# ───────────────────────────── the policy-gradient step ─────────────────────────────
+
+
+@dataclass
+class Collected:
+    """One step's scored rollouts: ``groups[i]`` are the rollouts of ``prompts[i]``."""
+
+    prompts: list[RLPrompt]
+    groups: list[list[Rollout]]
+    scores: Any  # what ``advantages`` and ``critic`` read (verifier or discriminator output)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.groups)
+
+
+@dataclass
+class PolicyGradientStepper:
+    """The template of alignment and RLVR steps (see the module docstring)."""
+
+    phase: Any  # config.phases.PolicyGradientPhase
+    ctx: RunContext
+    headline: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.loss = PolicyLoss.from_settings(self.loss_settings())
+
+    # ── seams a phase kind fills in ─────────────────────────────
+
+    def loss_settings(self) -> Any:
+        """The config object naming the loss and its clip (``PolicyLoss.from_settings``)."""
+        return self.phase
+
+    def collect(self, draw: Draw, timer: Timer) -> Collected:
+        raise NotImplementedError
+
+    def advantages(self, batch: Collected) -> tuple[list[PolicySample], dict[str, float]]:
+        raise NotImplementedError
+
+    def critic(self, batch: Collected) -> dict[str, float]:
+        return {}
+
+    def configure_critic(self, total_steps: int) -> None:
+        pass
+
+    # ── the loop body ───────────────────────────────────────────
+
+    def configure(self, total_steps: int) -> None:
+        self.ctx.roles.policy.configure_optimizer(self.phase.optimizer,
+                                                  total_steps * self.phase.updates_per_step)
+        self.configure_critic(total_steps)
+
+    def step(self, draw: Draw, timer: Timer) -> StepResult:
+        roles = self.ctx.roles
+        batch = self.collect(draw, timer)
+        metrics = dict(batch.metrics)
+        metrics["rollout/num_workers"] = float(roles.rollout.num_workers)
+        if batch.empty:
+            metrics["policy/skipped_update"] = 1.0
+            return StepResult(metrics)
+        samples, advantage_metrics = self.advantages(batch)
+        metrics.update({f"advantage/{k}": v for k, v in advantage_metrics.items()})
+        with timer("discriminator"):
+            metrics.update(self.critic(batch))
+        with timer("policy"):
+            learner = roles.policy.policy_updates(samples, self.loss, self.phase.updates_per_step)
+        metrics.update({f"policy/{k}": v for k, v in learner.items()})
+        with timer("sync"):
+            stats = roles.sync.push(self.ctx.version + 1)
+            self.ctx.version = stats.version
+        metrics.update({"sync/bytes": float(stats.bytes), "sync/seconds": stats.seconds,
+                        "sync/gb_per_s": stats.gb_per_s})
+        return StepResult(metrics, tokens=sum(len(s.response_ids) for s in samples),
+                          sequences=len(samples))
+
+    def finish(self) -> None:
+        pass  # every step already synced its weights
