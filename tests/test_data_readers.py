@@ -23,6 +23,7 @@ from prism_ray.data import (
     read_warmup_jsonl,
     synthesize,
 )
+from prism_ray.data.writers import write_json, write_jsonl
 from prism_ray.prompting import FORMAT_PATTERN
 
 Row = dict[str, Any]
@@ -284,3 +285,104 @@ def test_skip_report_lists_several_reasons(workdir: Path) -> None:
         BadRowReason.MISSING_IMAGE: 1,
     }
     assert f"kept {len(rows) - 3} of {len(rows)} rows" in report.summary()
+
+
+# ---- text encoding: line ends, separators inside strings, bad bytes, BOMs ---------------------
+
+SEPARATORS = "a\u2028b\u2029c\u0085d\x0be\x0cf\x1cg\x1dh\x1ei"  # all split by str.splitlines()
+
+
+def _warmup_rows(dataset: Path) -> list[Row]:
+    return [
+        json.loads(line)
+        for line in (dataset / "warmup/pairs.jsonl").read_bytes().split(b"\n")
+        if line
+    ]
+
+
+def test_warmup_row_with_line_separators_round_trips_through_our_writer(workdir: Path) -> None:
+    rows = _warmup_rows(workdir)
+    rows[BAD_ROW]["student_cot"] = SEPARATORS
+    path = workdir / "warmup/separators.jsonl"
+    write_jsonl(path, rows)
+    assert "\u2028" in path.read_text(encoding="utf-8")  # written unescaped, as JSON allows
+    result = read_warmup_jsonl(path)
+    assert len(result.records) == len(rows) and result.report.num_skipped == 0
+    assert result.records[BAD_ROW].student_cot == SEPARATORS
+    assert result.records[BAD_ROW].uid.endswith(f":{BAD_ROW}")
+
+
+def test_sharegpt_rows_with_line_separators_round_trip(workdir: Path) -> None:
+    rows = json.loads((workdir / "sft/teacher.json").read_text())
+    rows[BAD_ROW]["messages"][-1]["content"] += SEPARATORS
+    for name, write in (("lines.jsonl", write_jsonl), ("list.json", write_json)):
+        write(workdir / "sft" / name, rows)
+        records = read_sharegpt(workdir / "sft" / name).records
+        assert len(records) == len(rows) and records[BAD_ROW].response.endswith(SEPARATORS)
+
+
+def _with_bad_byte(workdir: Path) -> tuple[Path, int]:
+    lines = (workdir / "warmup/pairs.jsonl").read_bytes().split(b"\n")
+    lines[BAD_ROW] = lines[BAD_ROW].replace(b'"prompt": "', b'"prompt": "\xff', 1)
+    path = workdir / "warmup/latin1.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    return path, len([line for line in lines if line.strip()])
+
+
+def test_a_bad_utf8_byte_costs_one_row(workdir: Path) -> None:
+    path, total = _with_bad_byte(workdir)
+    with pytest.raises(DataError) as error:
+        read_warmup_jsonl(path)
+    _assert_named(error.value, path, BadRowReason.BAD_ENCODING)
+    assert f"line {BAD_ROW + 1}, byte" in str(error.value) and "0xff" in str(error.value)
+    assert "\n" not in str(error.value)
+    _assert_counted_skip(
+        read_warmup_jsonl(path, on_bad_row="skip"), total, BadRowReason.BAD_ENCODING
+    )
+
+
+def test_a_utf8_bom_is_accepted(workdir: Path) -> None:
+    warmup = workdir / "warmup/pairs.jsonl"
+    bom = workdir / "warmup/bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + warmup.read_bytes())
+    assert read_warmup_jsonl(bom).records == [
+        replace(r, uid=r.uid.replace("pairs", "bom")) for r in read_warmup_jsonl(warmup).records
+    ]
+    teacher = workdir / "sft/teacher.json"
+    for name, data in (
+        ("bom.json", teacher.read_bytes()),
+        ("bom.jsonl", b"\n".join(json.dumps(r).encode() for r in json.loads(teacher.read_text()))),
+    ):
+        (workdir / "sft" / name).write_bytes(b"\xef\xbb\xbf" + data)
+        assert len(read_sharegpt(workdir / "sft" / name).records) == len(read_sharegpt(teacher))
+
+
+def test_a_sharegpt_json_that_is_not_utf8_is_one_clear_error(workdir: Path) -> None:
+    path = workdir / "sft/latin1.json"
+    text = (workdir / "sft/teacher.json").read_text()
+    path.write_bytes(text.replace("[", '[\n"caf\xe9",', 1).encode("latin-1"))
+    with pytest.raises(DataError, match=r"not UTF-8 text: line 2, byte 5 is 0xe9") as error:
+        read_sharegpt(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["[" * 100_000, '{"prompt": ' + "9" * 5000 + "}", "\u2028", '"just a string"'],
+    ids=["deep-nesting", "huge-int", "separator-only", "not-an-object"],
+)
+def test_hostile_json_lines_are_bad_rows(workdir: Path, line: str) -> None:
+    path = workdir / "warmup/hostile.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 0 \(0-based\)"):
+        read_warmup_jsonl(path)
+    assert read_warmup_jsonl(path, on_bad_row="skip").report.num_skipped == 1
+
+
+def test_an_image_path_with_a_nul_byte_is_a_missing_image(workdir: Path) -> None:
+    rows = _warmup_rows(workdir)
+    rows[BAD_ROW]["image"] = "images/a\x00b.png"
+    path = workdir / "warmup/nul.jsonl"
+    write_jsonl(path, rows)
+    result = read_warmup_jsonl(path, on_bad_row="skip")
+    assert result.report.counts == {BadRowReason.MISSING_IMAGE: 1}

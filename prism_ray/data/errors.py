@@ -23,6 +23,7 @@ class BadRowReason(str, Enum):
     CORRUPT_IMAGE = "corrupt_image"
     IMAGE_COUNT_MISMATCH = "image_count_mismatch"
     MALFORMED_JSON = "malformed_json"
+    BAD_ENCODING = "bad_encoding"  # a JSON line that is not UTF-8 text
 
 
 class DataError(ValueError):

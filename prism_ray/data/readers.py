@@ -37,6 +37,7 @@ from prism_ray.types import Demonstration, RLPrompt, WarmupPair
 T = TypeVar("T")
 RL_REQUIRED_COLUMNS = ("data_source", "prompt", "images", "reward_model")
 WARMUP_TEXT_FIELDS = ("teacher_caption", "student_caption", "teacher_cot", "student_cot")
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
 
 
 def read_sharegpt(
@@ -101,6 +102,8 @@ def _read_rows(
     for row, raw in rows:
         report.num_rows += 1
         try:
+            if isinstance(raw, BadRow):  # found while reading the row (an undecodable line)
+                raise raw
             records.append(parse(row, raw))
         except BadRow as bad:
             if on_bad_row is OnBadRow.error:
@@ -122,40 +125,73 @@ def _uid(file: Path, row: int) -> str:
     return f"{file.parent.name}/{file.name}:{row}"
 
 
-def _read_text(file: Path) -> str:
+def _read_bytes(file: Path) -> bytes:
     try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(file, f"cannot read as UTF-8 text ({error})") from None
+        return file.read_bytes()
+    except OSError as error:
+        raise DataError(file, f"cannot read the file ({error.strerror})") from None
+
+
+def _encoding_detail(data: bytes, error: UnicodeDecodeError, first_line: int = 1) -> str:
+    """'line 3, byte 7 is 0xff (invalid start byte)': where the first undecodable byte of `data`
+    sits (both 1-based), so a user can find it in an editor."""
+    line = first_line + data.count(b"\n", 0, error.start)
+    column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+    return f"line {line}, byte {column} is 0x{data[error.start]:02x} ({error.reason})"
 
 
 def _json_rows(file: Path) -> Iterator[tuple[int, Any]]:
     """A .json file holding a list is one document; anything else is read as JSON lines."""
-    text = _read_text(file)
-    if file.suffix.lower() == ".jsonl" or not text.lstrip().startswith("["):
-        return _jsonl_rows(file, text)
+    data = _read_bytes(file)
+    if file.suffix.lower() == ".jsonl" or not data.removeprefix(BOM).lstrip().startswith(b"["):
+        return _jsonl_rows(file, data)
+    try:
+        text = data.decode("utf-8-sig")  # a leading BOM is dropped (editors on Windows write one)
+    except UnicodeDecodeError as error:
+        raise DataError(file, f"not UTF-8 text: {_encoding_detail(data, error)}") from None
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(file, f"not valid JSON ({error})") from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, int digit limit, depth
+        raise DataError(file, f"not valid JSON ({_one_line(error)})") from None
     if not isinstance(document, list):
         raise DataError(file, f"expected a JSON list of rows, got {type(document).__name__}")
     return enumerate(document)
 
 
-def _jsonl_rows(file: Path, text: str | None = None) -> Iterator[tuple[int, Any]]:
-    """(row, raw line) for every non-blank line; row = line number - 1. Lines parse per row so
-    that one malformed line is a bad row, not a failed file."""
-    lines = (_read_text(file) if text is None else text).splitlines()
-    return ((row, line) for row, line in enumerate(lines) if line.strip())
+def _jsonl_rows(file: Path, data: bytes | None = None) -> Iterator[tuple[int, str | BadRow]]:
+    """(row, line text) for every non-blank line, row = line number - 1; a line that is not
+    UTF-8 comes as the `BadRow` that `_read_rows` reports for it.
+
+    Lines end at b"\\n" only: `str.splitlines()` also splits at U+2028, U+0085 and other
+    separators that JSON allows unescaped inside strings (our own writer emits them). Each line
+    is decoded and parsed on its own, so one bad byte or malformed line costs one row, not the
+    file. A UTF-8 BOM before the first line is dropped.
+    """
+    lines = (_read_bytes(file) if data is None else data).split(b"\n")
+    lines[0] = lines[0].removeprefix(BOM)
+    return ((row, _decode_line(line, row)) for row, line in enumerate(lines) if line.strip())
+
+
+def _decode_line(line: bytes, row: int) -> str | BadRow:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        detail = _encoding_detail(line, error, first_line=row + 1)
+        return BadRow(BadRowReason.BAD_ENCODING, f"not UTF-8 text: {detail}")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _json_object(raw: Any) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise BadRow(BadRowReason.MALFORMED_JSON, f"malformed JSON line ({error})") from None
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, int digit limit, depth
+            raise BadRow(
+                BadRowReason.MALFORMED_JSON, f"malformed JSON line ({_one_line(error)})"
+            ) from None
     if not isinstance(raw, dict):
         raise BadRow(
             BadRowReason.WRONG_TYPE, f"row must be a JSON object, got {type(raw).__name__}"

@@ -73,9 +73,10 @@ def load_image_file(reference: str, base: Path) -> bytes:
     path = Path(reference) if Path(reference).is_absolute() else base / reference
     try:
         data = path.read_bytes()
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        why = error.strerror if isinstance(error, OSError) else str(error)
         raise BadRow(
-            BadRowReason.MISSING_IMAGE, f"cannot read image {str(path)!r} ({error.strerror})"
+            BadRowReason.MISSING_IMAGE, f"cannot read image {str(path)!r} ({why})"
         ) from None
     return validated_image(data, repr(str(path)))
 
