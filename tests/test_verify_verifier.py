@@ -126,6 +126,22 @@ CASES = [
     ("2x", "x", (), False),
     ("\\log_2 8", "3", (), True),
     ("\\frac{6}{4}", "\\frac{3}{2}", (), True),
+    # compatibility forms (NFKC), on either side
+    ("Ａ", "A", (), True),
+    ("（Ｂ）", "(B)", (), True),
+    ("B", "（Ｂ）", (), True),
+    ("１２ cm", "12", (), True),
+    ("x²+2x+1", "(x+1)^2", (), True),
+    # nested exponents of small integers are numbers, not power towers
+    ("2^{2^{2}}", "16", (), True),
+    ("16", "2^{2^{2}}", (), True),
+    ("2^{2^{3}}", "16", (), False),
+    # hedges between different answers are wrong even when one is right
+    ("(A) (B) (C) (D)", "A", (), False),
+    ("A or B", "A", (), False),
+    ("2 or 3", "2", (), False),
+    ("either 2 or 3", "3", (), False),
+    ("B, i.e. (B)", "B", (), True),
     # equivalent answers
     ("NYC", "New York City", ("NYC",), True),
     ("0.333", "1/3", ("0.333",), True),
@@ -232,6 +248,26 @@ def test_hostile_input_is_bounded_and_never_crashes(verifier, case):
 def test_hostile_answers_are_not_accepted(verifier):
     for answer in ("10^(10^10)", "9**9**9", "\x00\x00"):
         assert verifier.verify(respond(answer), "5").accuracy == 0.0
+
+
+def test_a_single_equivalent_answer_string_is_one_answer(verifier):
+    assert verifier.verify(respond("NYC"), "New York City", "NYC").reason is Reason.CORRECT
+    assert verifier.verify(respond("N"), "New York City", "NYC").reason is Reason.WRONG
+    assert verifier.verify(respond("N"), "New York City", ["NYC"]).reason is Reason.WRONG
+
+
+@pytest.mark.parametrize(
+    ("equivalents", "message"),
+    [
+        (5, "equivalent_answers must be a str or a list/tuple of str, got int"),
+        (b"NYC", "got bytes"),
+        ({"NYC"}, "got set"),
+        (["NYC", 5], r"equivalent_answers\[1\] must be a str, got int"),
+    ],
+)
+def test_equivalent_answers_of_a_wrong_type_is_a_clear_error(verifier, equivalents, message):
+    with pytest.raises(TypeError, match=message):
+        verifier.verify(respond("NYC"), "New York City", equivalents)
 
 
 def test_batch_matches_single_calls(verifier):

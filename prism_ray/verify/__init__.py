@@ -4,14 +4,25 @@ Format gate, answer extraction, the rule-based judge, and symbolic equivalence i
 process with a hard timeout, put together by `Verifier`.
 """
 
-from prism_ray.verify.choice import ChoiceTruth, parse_choice_truth, predicted_letter
+from prism_ray.verify.choice import (
+    ChoiceTruth,
+    parse_choice_truth,
+    predicted_letter,
+    predicted_letters,
+)
 from prism_ray.verify.extract import answer_block, extract_answer, has_format_tag
 from prism_ray.verify.format_gate import FormatResult, check_format
 from prism_ray.verify.judge import Decision, Judgement, judge_answer, judge_value
 from prism_ray.verify.normalize import Quantity, clean_answer, normalize_text, parse_quantity
-from prism_ray.verify.structure import parse_tuple, split_values
+from prism_ray.verify.structure import alternatives, parse_tuple, split_values
 from prism_ray.verify.symbolic import SymbolicChecker, SymbolicOutcome, is_safe_for_symbolic
-from prism_ray.verify.verifier import Reason, Verifier, VerifyResult, rlvr_score
+from prism_ray.verify.verifier import (
+    Reason,
+    Verifier,
+    VerifyResult,
+    accepted_answers,
+    rlvr_score,
+)
 
 __all__ = [
     "ChoiceTruth",
@@ -24,6 +35,8 @@ __all__ = [
     "SymbolicOutcome",
     "Verifier",
     "VerifyResult",
+    "accepted_answers",
+    "alternatives",
     "answer_block",
     "check_format",
     "clean_answer",
@@ -37,6 +50,7 @@ __all__ = [
     "parse_quantity",
     "parse_tuple",
     "predicted_letter",
+    "predicted_letters",
     "rlvr_score",
     "split_values",
 ]

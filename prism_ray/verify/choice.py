@@ -39,16 +39,26 @@ def parse_choice_truth(truth: str) -> ChoiceTruth | None:
 
 
 def predicted_letter(prediction: str) -> str | None:
-    """The letter a prediction picks, by the spec's priority, or None if it names none.
+    """The letter a prediction picks, or None if it names none or several (see
+    `predicted_letters`)."""
+    letters = predicted_letters(prediction)
+    return next(iter(letters)) if len(letters) == 1 else None
+
+
+def predicted_letters(prediction: str) -> frozenset[str]:
+    """The letters a prediction names at the highest priority level that names any.
 
     A bare letter may be lower case ("b" cannot be anything else); inside text only upper case
-    counts, so the article "a" or "e.g." are not read as choices.
+    counts, so the article "a" or "e.g." are not read as choices. Several different letters at
+    one level ("(A) (B) (C) (D)") are a hedge the judge refuses, while a stated answer still
+    outranks a parenthesised one ("I'd say (A), but the answer is C" picks C) and repeating
+    one ("B, i.e. (B)") is fine.
     """
     text = unwrap_text_commands(prediction).strip().strip("*\"'` ")
     if _BARE.fullmatch(text):
-        return text.upper()
+        return frozenset(text.upper())
     for pattern in (_STATED, _PARENTHESISED, _MARKED):
-        match = pattern.search(text)
-        if match is not None:
-            return match.group(1)
-    return None
+        letters = frozenset(match.group(1) for match in pattern.finditer(text))
+        if letters:
+            return letters
+    return frozenset()

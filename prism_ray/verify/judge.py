@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from prism_ray.verify.choice import parse_choice_truth, predicted_letter
+from prism_ray.verify.choice import parse_choice_truth, predicted_letters
 from prism_ray.verify.normalize import (
     clean_answer,
     looks_mathematical,
@@ -21,7 +21,7 @@ from prism_ray.verify.normalize import (
     parse_quantity,
     relative_close,
 )
-from prism_ray.verify.structure import parse_tuple, split_values
+from prism_ray.verify.structure import alternatives, parse_tuple, split_values
 
 # Deeper nesting than this is not an answer a benchmark expects; it is refused before any rule
 # recurses into it (recursion on tuples, math-verify's parser).
@@ -61,6 +61,9 @@ def judge_answer(predicted: str, truth: str) -> Judgement:
         return MATCH
     if max(nesting_depth(predicted), nesting_depth(truth)) > MAX_NESTING_DEPTH:
         return MISMATCH
+    hedge = _judge_hedge(predicted, truth)
+    if hedge is not None:
+        return hedge
     if parse_choice_truth(truth) is not None:
         return judge_value(predicted, truth)
     truth_parts, predicted_parts = split_values(truth), split_values(predicted)
@@ -82,9 +85,9 @@ def judge_value(predicted: str, truth: str) -> Judgement:
         return combine(judge_value(p, t) for p, t in zip(predicted_tuple, truth_tuple, strict=True))
     choice = parse_choice_truth(truth)
     if choice is not None:
-        letter = predicted_letter(predicted)
-        if letter is not None:
-            return MATCH if letter == choice.letter else MISMATCH
+        letters = predicted_letters(predicted)
+        if letters:  # several different letters are a hedge, wrong even if one is right
+            return MATCH if letters == {choice.letter} else MISMATCH
         if choice.option_text is None:
             return MISMATCH
         return judge_value(predicted, choice.option_text)  # "45°" for "(A) 45°"
@@ -96,6 +99,20 @@ def judge_value(predicted: str, truth: str) -> Judgement:
     if not (looks_mathematical(predicted) and looks_mathematical(truth)):
         return MISMATCH
     return Judgement(Decision.UNDECIDED, ((predicted, truth),))
+
+
+def _judge_hedge(predicted: str, truth: str) -> Judgement | None:
+    """A prediction that offers alternatives ("2 or 3", "A or B") the truth does not: MISMATCH
+    when they differ, even if one is right (a policy must not gain by listing candidates);
+    the judgement of the first when all say the same ("B or (B)"). None when there is no
+    hedge, or the truth is itself a disjunction (then the whole texts are compared)."""
+    options = alternatives(predicted)
+    if len(options) < 2 or len(alternatives(truth)) > 1:
+        return None
+    first = options[0]
+    if any(judge_answer(option, first).decision is not Decision.MATCH for option in options[1:]):
+        return MISMATCH
+    return judge_answer(first, truth)
 
 
 def _judge_quantities(predicted: str, truth: str) -> Judgement | None:

@@ -18,13 +18,21 @@ _TEXT_COMMAND = re.compile(
 _SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|\\displaystyle|~")
 _FRAC_VARIANT = re.compile(r"\\[dt]frac")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
-_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\uff0d": "-"})
+_MINUS_SIGNS = str.maketrans(
+    {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\uff0d": "-", "\u2044": "/"}  # ⁄ from ½
+)
+# NFKC folds x² to "x2" and a₁ to "a1"; a run of super/subscripts becomes ^{...}/_{...} first.
+_SUPERSCRIPT_RUN = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u207b]+")
+_SUBSCRIPT_RUN = re.compile("[\u2080-\u208b]+")
+_MIXED_FRACTION = re.compile("(?<=\\d)(?=[\u00bc-\u00be\u2150-\u215e])")  # 3½: 3 + 1/2
 _MATH_CHARS = frozenset("0123456789\\+-*/^=_<>()[]{}|!")
 
 
 def clean_answer(text: str) -> str:
-    """Strip control characters (NUL included), math delimiters, a whole-answer \\boxed{} and a
-    trailing full stop; unify minus signs. The result is what every rule compares."""
+    """NFKC-normalise (full-width `（Ｂ）` is `(B)`, `½` is 1/2), strip control characters (NUL
+    included), math delimiters, a whole-answer \\boxed{} and a trailing full stop; unify minus
+    signs. The result is what every rule compares, for answers and ground truths alike."""
+    text = unicodedata.normalize("NFKC", scripts_to_latex(text))
     text = _CONTROL.sub("", text).translate(_MINUS_SIGNS).strip()
     for _ in range(3):  # a few layers ("$\\boxed{5}$."), bounded so nothing loops
         before = text
@@ -40,6 +48,19 @@ def clean_answer(text: str) -> str:
         if text == before:
             break
     return text
+
+
+def scripts_to_latex(text: str) -> str:
+    """x² -> x^2, x¹⁰ -> x^{10}, a₁ -> a_1, 3½ -> 3+½: written out before NFKC, which would
+    drop the raising or lowering ("x2") or glue a mixed number together ("31/2")."""
+    text = _MIXED_FRACTION.sub("+", text)
+    text = _SUPERSCRIPT_RUN.sub(lambda match: _script("^", match.group()), text)
+    return _SUBSCRIPT_RUN.sub(lambda match: _script("_", match.group()), text)
+
+
+def _script(marker: str, run: str) -> str:
+    body = unicodedata.normalize("NFKC", run).translate(_MINUS_SIGNS)
+    return f"{marker}{body}" if len(body) == 1 else f"{marker}{{{body}}}"
 
 
 def _unwrap_command(text: str, command: str) -> str:
@@ -109,8 +130,9 @@ _POWER_OF_TEN = re.compile(
 )
 _UNIT_WORD = re.compile(r"[^\W\d_]+(?:\^?[23])?(?:/[^\W\d_]+(?:\^?[23])?)?")
 # Units that may follow a number without a space. Other single letters are variables ("5x").
+# Both spellings of micro: clean_answer's NFKC turns the micro sign into the Greek letter mu.
 _ATTACHED_UNITS = frozenset(
-    "m cm mm km nm um µm g kg mg s ms min h hr l ml mL L kHz Hz GHz MHz N J W V A K Pa kPa "
+    "m cm mm km nm um µm μm g kg mg s ms min h hr l ml mL L kHz Hz GHz MHz N J W V A K Pa kPa "
     "kJ kW mph kmh m/s km/h cm^2 m^2 cm^3 m^3 mm^2 km^2 in ft yd mi lb lbs oz".split()
 )
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import re
 
+from prism_ray.verify.normalize import unwrap_text_commands
+
 _OPENERS, _CLOSERS = "([{", ")]}"
+# "or" as a word; "either" before the first alternative; joiners left at a cut.
+_OR = re.compile(r"\bor\b", re.IGNORECASE)
+_EITHER = re.compile(r"^either\b", re.IGNORECASE)
+_LOOSE_JOINERS = " \t\n,;:"
 _ENUMERATOR = re.compile(r"\((\d{1,2})\)")
 _TRAILING_JOINER = re.compile(r"(?:[,;]|\band\b)\s*$")
 
@@ -91,3 +97,32 @@ def _closing_index(text: str) -> int:
             if depth == 0:
                 return index
     return -1
+
+
+def alternatives(text: str) -> list[str]:
+    """The alternatives of a hedged answer: "2 or 3", "either 2 or 3", "A or B", "x=2 \\text{ or }
+    x=3" -> two each. Cut at a top-level word "or" (inside brackets it belongs to the value);
+    a text without two non-empty alternatives comes back as [text]."""
+    plain = unwrap_text_commands(text)
+    depth_at = _depths(plain)
+    cuts = [match for match in _OR.finditer(plain) if depth_at[match.start()] == 0]
+    if not cuts:
+        return [text]
+    bounds = [0, *(i for match in cuts for i in match.span()), len(plain)]
+    parts = [plain[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
+    parts[0] = _EITHER.sub("", parts[0].strip())
+    parts = [part.strip(_LOOSE_JOINERS) for part in parts]
+    parts = [part for part in parts if part]
+    return parts if len(parts) >= 2 else [text]
+
+
+def _depths(text: str) -> list[int]:
+    """Bracket depth at every index of `text` (a closer counts as still inside)."""
+    depths, depth = [], 0
+    for char in text:
+        if char in _OPENERS:
+            depth += 1
+        depths.append(depth)
+        if char in _CLOSERS:
+            depth = max(depth - 1, 0)
+    return depths

@@ -32,6 +32,7 @@ _EXPONENT = re.compile(r"\^|\*\*")
 _BIG_FACTORIAL = re.compile(r"\d{4,}\s*!")
 _PLAIN_OPERAND = re.compile(r"[+-]?[\w.]*")
 _DIGIT_RUN = re.compile(r"\d+")
+_TOWER_BASE = re.compile(rf"\d{{1,{MAX_EXPONENT_DIGITS + 1}}}")
 
 
 class SymbolicOutcome(str, Enum):
@@ -52,7 +53,9 @@ def prepare_latex(text: str) -> str:
 
 def is_safe_for_symbolic(text: str) -> bool:
     """Refuse what would only burn the timeout: long or deeply nested input, power towers
-    (10^(10^10), 9**9**9, x^2^3), exponents with many digits, factorials of big numbers."""
+    (10^(10^10), 9**9**9, x^2^3), exponents with many digits, factorials of big numbers.
+    A nested exponent of small integers (2^{2^{2}}, whose exponent is 4) is an ordinary
+    number and passes."""
     if len(text) > MAX_SYMBOLIC_CHARS or nesting_depth(text) > 12 or _BIG_FACTORIAL.search(text):
         return False
     for match in _EXPONENT.finditer(text):
@@ -85,9 +88,52 @@ def _exponent_operand(text: str, start: int) -> tuple[str, int]:
 
 
 def _exponent_is_tame(operand: str) -> bool:
-    if _EXPONENT.search(operand) or "\\exp" in operand or "!" in operand:
-        return False  # a tower: the exponent is itself a power
+    if "\\exp" in operand or "!" in operand:
+        return False
+    if _EXPONENT.search(operand):  # a tower: tame only if the exponent is a small integer
+        value = integer_tower(operand, bound=10**MAX_EXPONENT_DIGITS)
+        return value is not None
     return all(len(run) <= MAX_EXPONENT_DIGITS for run in _DIGIT_RUN.findall(operand))
+
+
+def integer_tower(text: str, bound: int) -> int | None:
+    """The value of an integer power tower such as {2^{2^{2}}} or (3^2), if every level stays
+    below `bound` in magnitude; None for anything else (a variable, a big level, a fraction).
+    Levels are computed top-down, so 10^{10^{10}} is given up at 10^10 without computing it."""
+    text = "".join(text.split())
+    while len(text) >= 2 and text[0] + text[-1] in ("{}", "()") and _encloses(text):
+        text = text[1:-1]
+    sign = -1 if text.startswith("-") else 1
+    text = text.removeprefix("-").removeprefix("+")
+    base = _TOWER_BASE.match(text)
+    if base is None:
+        return None
+    rest = text[base.end() :]
+    if not rest:
+        value = int(base.group())
+    else:
+        power = _EXPONENT.match(rest)
+        exponent = None if power is None else integer_tower(rest[power.end() :], bound)
+        if exponent is None or exponent < 0:
+            return None
+        value = _bounded_power(int(base.group()), exponent, bound)
+    return None if value is None or abs(value) >= bound else sign * value
+
+
+def _bounded_power(base: int, exponent: int, bound: int) -> int | None:
+    if abs(base) <= 1 or exponent < bound.bit_length():  # |base| >= 2: 2**bits >= bound
+        return base**exponent
+    return None
+
+
+def _encloses(text: str) -> bool:
+    """True if text[0] is closed by the last character (not "(1)(2)")."""
+    depth = 0
+    for index, char in enumerate(text):
+        depth += (char in "{(") - (char in "})")
+        if depth == 0:
+            return index == len(text) - 1
+    return False
 
 
 # ---- the child process -------------------------------------------------------------------------

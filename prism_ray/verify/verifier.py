@@ -71,11 +71,16 @@ class Verifier:
             self._symbolic.start()  # pay math-verify's import now, not inside the first timeout
 
     def verify(
-        self, response: str, ground_truth: str, equivalent_answers: Sequence[str] = ()
+        self, response: str, ground_truth: str, equivalent_answers: str | Sequence[str] = ()
     ) -> VerifyResult:
-        """Score one response. Never raises on hostile input: unexpected failures -> ERROR."""
+        """Score one response. Never raises on hostile input: unexpected failures -> ERROR.
+
+        ``equivalent_answers``: further accepted answers; a single string is one answer. A
+        wrong type is a caller's bug, not a policy's output, and raises TypeError.
+        """
+        truths = accepted_answers(ground_truth, equivalent_answers)
         try:
-            return self._verify(response, ground_truth, equivalent_answers)
+            return self._verify(response, truths)
         except Exception:
             format_ok = False
             try:
@@ -120,7 +125,7 @@ class Verifier:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _verify(self, response: str, ground_truth: str, equivalents: Sequence[str]) -> VerifyResult:
+    def _verify(self, response: str, truths: Sequence[str]) -> VerifyResult:
         gate = check_format(response)
         if not gate.ok or gate.reasoning is None:
             return self._result(False, judged=False, reason=Reason.FORMAT)
@@ -132,7 +137,7 @@ class Verifier:
             return self._result(True, judged=False, reason=Reason.OVERLONG_ANSWER)
         if has_format_tag(stripped):
             return self._result(True, judged=True, reason=Reason.WRONG)  # hedge or leaked template
-        reason = self._judge(stripped, [ground_truth, *equivalents])
+        reason = self._judge(stripped, truths)
         return self._result(True, judged=True, reason=reason)
 
     def _judge(self, answer: str, truths: Sequence[str]) -> Reason:
@@ -162,6 +167,21 @@ class Verifier:
         accuracy = 1.0 if reason is Reason.CORRECT else 0.0
         score = rlvr_score(format_ok, judged, accuracy, self.reward)
         return VerifyResult(score=score, accuracy=accuracy, format_ok=format_ok, reason=reason)
+
+
+def accepted_answers(ground_truth: str, equivalent_answers: str | Sequence[str]) -> list[str]:
+    """[ground_truth, *equivalent_answers]. A lone string is one answer: unpacked, "NYC" would
+    accept "N", "Y" and "C". Anything but a string or a list/tuple of strings is a TypeError."""
+    if isinstance(equivalent_answers, str):
+        return [ground_truth, equivalent_answers]
+    if not isinstance(equivalent_answers, list | tuple):
+        got = type(equivalent_answers).__name__
+        raise TypeError(f"equivalent_answers must be a str or a list/tuple of str, got {got}")
+    for index, answer in enumerate(equivalent_answers):
+        if not isinstance(answer, str):
+            got = type(answer).__name__
+            raise TypeError(f"equivalent_answers[{index}] must be a str, got {got}")
+    return [ground_truth, *equivalent_answers]
 
 
 def _all_equal(symbolic: SymbolicChecker, judgement: Judgement, deadline: float) -> SymbolicOutcome:
