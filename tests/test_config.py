@@ -181,3 +181,219 @@ def test_remote_code_is_refused_and_overrides_may_follow_options(tmp_path, capsy
 def test_bench_recipes_validate():
     for recipe in sorted((RECIPES[0].parent / "bench").glob("*.yaml")):
         assert load_config(recipe).policy.dtype.value == "bfloat16"
+
+
+# ───────────────────────── every bad input is a ConfigError of one line per problem ─────────
+
+
+def error_line(excinfo) -> str:
+    """The single problem line of a ConfigError (after the 'invalid configuration' header)."""
+    lines = str(excinfo.value).splitlines()
+    if lines[0].startswith("invalid configuration"):
+        assert lines[0] == "invalid configuration (1 error(s)):", lines
+        lines = lines[1:]
+    assert len(lines) == 1, lines
+    return lines[0].strip()
+
+
+def test_recipe_that_is_not_utf8_is_named(tmp_path):
+    recipe = tmp_path / "latin1.yaml"
+    recipe.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert error_line(e) == (f"{recipe}: not UTF-8 text (byte 0xe9 on line 1); "
+                             "save the recipe as UTF-8")
+
+
+def test_phases_written_as_a_mapping(tmp_path):
+    recipe = write(tmp_path, "r.yaml", "phases:\n  sft: {kind: sft}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert error_line(e).startswith(f"{recipe}: phases: must be a list of phases")
+
+
+@pytest.mark.parametrize(
+    "override", ["seed=[1,2", "seed={a: 1", "seed=0x_", "phases.sft.epochs=!!int x"])
+def test_malformed_override_value(override):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    line = error_line(e)
+    assert line.startswith(f"command line {override!r}: the value ") and "not valid YAML" in line
+
+
+@pytest.mark.parametrize("override", ["a..b=1", ".seed=1", "phases.[0].steps=1", "seed.=3"])
+def test_malformed_override_key(override):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert error_line(e).startswith(f"command line {override!r}: ")
+
+
+def test_duplicate_yaml_keys_are_refused_naming_key_and_file(tmp_path):
+    recipe = write(tmp_path, "r.yaml", "seed: 1\nrollout:\n  num_workers: 2\n  num_workers: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert error_line(e) == (f"{recipe}: rollout.num_workers: duplicate key (lines 3 and 4); "
+                             "write each key once")
+    in_a_phase = write(tmp_path, "p.yaml", "phases:\n  - kind: rlvr\n    steps: 3\n    steps: 4\n")
+    with pytest.raises(ConfigError, match=r"phases\.0\.steps: duplicate key"):
+        load_config(in_a_phase)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    recipe = write(tmp_path, "r.yaml", "base: &b {num_workers: 2}\n"
+                   "rollout:\n  <<: *b\n  num_workers: 3\n")
+    with pytest.raises(ConfigError, match="base: unknown key"):  # merged fine, then validated
+        load_config(recipe)
+
+
+def test_yaml_12_floats_and_dates_stay_text(tmp_path):
+    recipe = write(tmp_path, "r.yaml", "phases:\n  - kind: sft\n    optimizer: {lr: 1e-5}\n"
+                   "tracking: {run_name: 2024-01-01}\n")
+    config = load_config(recipe)
+    assert config.phases[0].optimizer.lr == 1e-5 and config.tracking.run_name == "2024-01-01"
+
+
+@pytest.mark.parametrize("text, key", [
+    ("phases:\n  - kind: rlvr\n    steps: true\n", "phases[0:rlvr].steps"),
+    ("seed: false\n", "seed"),
+    ("policy: {zero_stage: true}\n", "policy.zero_stage"),
+    ("phases:\n  - kind: sft\n    optimizer: {lr: true}\n", "phases[0:sft].optimizer.lr"),
+    ("rollout: {num_workers: 2.0}\n", "rollout.num_workers"),
+    ("rollout: {num_workers: '2'}\n", "rollout.num_workers"),
+])
+def test_numbers_are_strict(tmp_path, text, key):
+    recipe = write(tmp_path, "r.yaml", text)
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert error_line(e).startswith(f"{recipe}: {key}: Input should be a valid")
+
+
+def test_yaml_ints_are_taken_for_floats(tmp_path):
+    recipe = write(tmp_path, "r.yaml", "verifier: {timeout_s: 3}\n"
+                   "phases:\n  - kind: align\n    beta: 2\n")
+    config = load_config(recipe)
+    assert config.verifier.timeout_s == 3.0 and config.phases[0].beta == 2.0
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(tmp_path, value):
+    recipe = write(tmp_path, "r.yaml", f"phases:\n  - kind: align\n    beta: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert error_line(e).startswith(f"{recipe}: phases[0:align].beta: Input should be a finite")
+
+
+@pytest.mark.parametrize("override", [
+    "phases.rlvr.algorithm.clip_low=1.0", "phases.align.clip_eps=1.5",
+    "phases.rlvr.algorithm={name: gspo, clip_low: 2}",
+])
+def test_clip_bounds_below_one(override):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert "Input should be less than 1" in error_line(e)
+
+
+@pytest.mark.parametrize("override, key, rule", [
+    ("phases.rlvr.algorithm.dual_clip=1.1", "phases[3:rlvr].algorithm", "1 + clip_high (1.2)"),
+    ("phases.rlvr.algorithm={name: dapo, dual_clip: 1.28}", "phases[3:rlvr].algorithm",
+     "1 + clip_high (1.28)"),
+    ("phases.align.dual_clip=1.2", "phases[2:align]", "1 + clip_eps (1.2)"),
+])
+def test_dual_clip_must_exceed_one_plus_the_clip(override, key, rule):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    line = error_line(e)
+    assert line.startswith(f"command line {override!r}: {key}: dual_clip (")
+    assert f"must exceed {rule}" in line
+
+
+def test_every_dual_clip_the_schema_accepts_builds_a_clip_config():
+    from prism_ray.algo import PolicyLoss
+
+    for override in ("phases.rlvr.algorithm.dual_clip=1.21", "phases.rlvr.algorithm.dual_clip=null",
+                     "phases.align.dual_clip=1.21"):
+        config = load_config(None, [override])
+        PolicyLoss.from_settings(config.phase("rlvr").algorithm)
+        PolicyLoss.from_settings(config.phase("align"))
+
+
+def test_kl_coef_needs_a_reference_model_that_does_not_exist():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["phases.rlvr.algorithm.kl_coef=0.05"])
+    line = error_line(e)
+    assert "phases[3:rlvr].algorithm: kl_coef (0.05) must be 0" in line
+    assert "reference model" in line
+    off = load_config(None, ["phases.rlvr.algorithm.kl_coef=0"])
+    assert off.phase("rlvr").algorithm.kl_coef == 0
+
+
+@pytest.mark.parametrize("text, key", [
+    ("phases:\n  - kind: rlvr\n    algorithm: {clip_low: .nan}\n",
+     "phases[0:rlvr].algorithm.clip_low"),
+    ("phases:\n  - kind: rlvr\n    data: [{kind: rl_parquet, paths: []}]\n",
+     "phases[0:rlvr].data.0.paths"),
+    ("phases:\n  - kind: sft\n  - kind: eval\n    max_prompts: 0\n", "phases[1:eval].max_prompts"),
+])
+def test_phase_errors_name_the_phase_and_field_only(tmp_path, text, key):
+    recipe = write(tmp_path, "r.yaml", text)
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    line = error_line(e)
+    assert line.startswith(f"{recipe}: {key}: ")
+    assert "Tuple should" not in line
+
+
+def test_a_phase_without_a_kind_is_told_the_kinds(tmp_path):
+    recipe = write(tmp_path, "r.yaml", "phases:\n  - steps: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert "a phase must say its kind: one of sft, disc_warmup, align, rlvr, eval" in error_line(e)
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["phases.0.kind=ppo"])
+    assert "unknown kind 'ppo'; allowed: 'sft', 'disc_warmup'" in error_line(e)
+
+
+def test_whole_phase_checks_are_attributed_to_the_override():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["phases.rlvr.updates_per_step=1000"])
+    line = error_line(e)
+    assert line.startswith("command line 'phases.rlvr.updates_per_step=1000': phases[3:rlvr]: "
+                           "updates_per_step (1000) exceeds")
+    assert "{" not in line  # not the whole phase echoed back
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["models.policy.kind=pretrained"])
+    assert error_line(e) == ("command line 'models.policy.kind=pretrained': "
+                             "models.policy.path: required")
+
+
+def test_env_vars_take_numbers_as_text(tmp_path):
+    config = load_config(None, ["cluster.env_vars.OMP_NUM_THREADS=2"])
+    assert config.cluster.env_vars == {"OMP_NUM_THREADS": "2"}
+    recipe = write(tmp_path, "r.yaml", "cluster:\n  env_vars: {OMP_NUM_THREADS: 4, RATE: 0.5, "
+                   "DEBUG: true, NAME: x}\n")
+    assert load_config(recipe).cluster.env_vars == {
+        "OMP_NUM_THREADS": "4", "RATE": "0.5", "DEBUG": "true", "NAME": "x"}
+    with pytest.raises(ConfigError, match="cluster.env_vars.X: Input should be a valid string"):
+        load_config(None, ["cluster.env_vars.X=[1]"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: &x [*x]\n", "an alias refers to the node that contains it"),
+    ("a: !!set {x}\n", "a set is not a config value"),
+    ("a: !!binary aGk=\n", "a bytes is not a config value"),
+    ("1.5: x\n", "key 1.5 must be text"),
+    ("a: 0x_\n", "not valid YAML: a value cannot be read"),
+    ("a: [" * 2000 + "\n", "not valid YAML"),
+])
+def test_yaml_that_is_not_a_config(tmp_path, text, message):
+    recipe = write(tmp_path, "r.yaml", text)
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert message in error_line(e) and str(recipe) in error_line(e)
+
+
+def test_unresolvable_interpolation_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["name=${nowhere}"])
+    assert error_line(e) == ("name: cannot resolve interpolation: "
+                             "Interpolation key 'nowhere' not found")

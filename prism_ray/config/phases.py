@@ -13,7 +13,9 @@ from pydantic import AfterValidator, Field, model_validator
 from prism_ray.config.kinds import PHASE_KINDS, PhaseKind, register_phase_kind
 from prism_ray.config.schema import (
     DataSource,
+    Float,
     Frozen,
+    Int,
     LossAggregation,
     OptimizerConfig,
     RLParquetData,
@@ -32,7 +34,7 @@ class PhaseBase(Frozen):
     init_from: str | None = Field(
         None, description="checkpoint directory to start from instead of the previous phase's"
     )
-    seed: int | None = Field(None, description="per-phase seed; the run seed when unset")
+    seed: Int | None = Field(None, description="per-phase seed; the run seed when unset")
 
     def total_steps(self, num_records: int) -> int:
         """Optimizer steps (or, for evaluation, prompts) the phase runs over its records."""
@@ -46,9 +48,9 @@ class PhaseBase(Frozen):
 class EpochPhase(PhaseBase):
     """A phase that walks offline records in batches: SFT, discriminator warm-up."""
 
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1, description="stop early after this many steps")
-    batch_size: int = Field(16, ge=1, description="records per optimizer step")
+    epochs: Int = Field(1, ge=1)
+    max_steps: Int | None = Field(None, ge=1, description="stop early after this many steps")
+    batch_size: Int = Field(16, ge=1, description="records per optimizer step")
 
     def total_steps(self, num_records: int) -> int:
         total = self.epochs * -(-num_records // self.batch_size)
@@ -100,7 +102,7 @@ class SFTPhase(EpochPhase):
         ("teacher", "public"), description="synthetic data only: which demonstration sources"
     )
     loss_aggregation: Literal["token_mean", "seq_mean"] = "token_mean"
-    max_seq_tokens: int = Field(1024, ge=16)
+    max_seq_tokens: Int = Field(1024, ge=16)
     optimizer: OptimizerConfig = _SFT_OPTIMIZER
 
     @model_validator(mode="before")
@@ -123,7 +125,7 @@ class DiscWarmupPhase(EpochPhase):
     kind: Literal["disc_warmup"] = "disc_warmup"
     name: str = "disc_warmup"
     data: tuple[DataSource, ...] = (SyntheticData(),)
-    aux_loss_coef: float = Field(0.01, ge=0, description="MoE load-balancing loss weight")
+    aux_loss_coef: Float = Field(0.01, ge=0, description="MoE load-balancing loss weight")
     optimizer: OptimizerConfig = _WARMUP_OPTIMIZER
 
     @model_validator(mode="before")
@@ -142,14 +144,14 @@ register_phase_kind(PhaseKind(
 
 class PolicyGradientPhase(PhaseBase):
     data: tuple[DataSource, ...] = (SyntheticData(),)
-    steps: int = Field(500, ge=1)
-    prompts_per_step: int = Field(4, ge=1)
-    samples_per_prompt: int = Field(16, ge=2, description="group size n")
-    max_response_tokens: int = Field(6144, ge=1)
+    steps: Int = Field(500, ge=1)
+    prompts_per_step: Int = Field(4, ge=1)
+    samples_per_prompt: Int = Field(16, ge=2, description="group size n")
+    max_response_tokens: Int = Field(6144, ge=1)
     sampling: SamplingConfig | None = Field(
         None, description="overrides rollout.sampling for this phase"
     )
-    updates_per_step: int = Field(
+    updates_per_step: Int = Field(
         1, ge=1, description="optimizer steps per rollout batch: the batch is cut into this "
         "many mini-batches with the old log-probs held fixed (PPO-style); 1 = on-policy")
 
@@ -178,13 +180,13 @@ _ALIGN_DISC_OPTIMIZER = OptimizerConfig(lr=1e-6, weight_decay=0.01)
 class AlignPhase(PolicyGradientPhase):
     kind: Literal["align"] = "align"
     name: str = "align"
-    alpha: float = Field(0.5, ge=0, le=1, description="perception vs reasoning advantage mix")
-    beta: float = Field(1.5, ge=0, description="format penalty")
+    alpha: Float = Field(0.5, ge=0, le=1, description="perception vs reasoning advantage mix")
+    beta: Float = Field(1.5, ge=0, description="format penalty")
     loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
-    clip_eps: float = Field(0.2, gt=0, description="symmetric ratio clip")
-    dual_clip: float = Field(3.0, gt=1)
+    clip_eps: Float = Field(0.2, gt=0, lt=1, description="symmetric ratio clip")
+    dual_clip: Float = Field(3.0, gt=1, description="must exceed 1 + clip_eps")
     loss_aggregation: LossAggregation = LossAggregation.token_mean
-    disc_reg_coef: float = Field(0.001, ge=0)
+    disc_reg_coef: Float = Field(0.001, ge=0)
     optimizer: OptimizerConfig = _ALIGN_OPTIMIZER
     disc_optimizer: OptimizerConfig = _ALIGN_DISC_OPTIMIZER
 
@@ -195,6 +197,11 @@ class AlignPhase(PolicyGradientPhase):
     @property
     def clip_high(self) -> float:
         return self.clip_eps
+
+    @model_validator(mode="after")
+    def _dual_clip_above_the_clip(self):
+        _check_dual_clip(self.dual_clip, self.clip_eps, "clip_eps")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -216,13 +223,13 @@ register_phase_kind(PhaseKind(
 
 
 class DynamicSampling(Frozen):
-    oversample: float = Field(3.0, ge=1, description="generate this many × the prompt batch")
-    max_rounds: int = Field(10, ge=1, description="regeneration rounds before giving up")
+    oversample: Float = Field(3.0, ge=1, description="generate this many × the prompt batch")
+    max_rounds: Int = Field(10, ge=1, description="regeneration rounds before giving up")
 
 
 class OverlongPenalty(Frozen):
-    max_tokens: int = Field(8192, ge=1)
-    buffer_tokens: int = Field(4096, ge=1)
+    max_tokens: Int = Field(8192, ge=1)
+    buffer_tokens: Int = Field(4096, ge=1)
 
     @model_validator(mode="after")
     def _buffer_fits(self) -> OverlongPenalty:
@@ -231,32 +238,55 @@ class OverlongPenalty(Frozen):
         return self
 
 
+def _check_dual_clip(dual_clip: float | None, clip_high: float, clip_name: str) -> None:
+    """``algo.ClipConfig``'s rule, checked when the recipe is read rather than at step 1."""
+    if dual_clip is not None and dual_clip <= 1.0 + clip_high:
+        raise ValueError(f"dual_clip ({dual_clip:g}) must exceed 1 + {clip_name} "
+                         f"({1.0 + clip_high:g}); or set dual_clip: null to turn it off")
+
+
 class GRPO(Frozen):
     name: Literal["grpo"] = "grpo"
     loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
-    clip_low: float = Field(0.2, gt=0)
-    clip_high: float = Field(0.2, gt=0)
-    dual_clip: float | None = Field(3.0, gt=1)
-    kl_coef: float = Field(0.0, ge=0, description="off in PRISM; needs a reference model when > 0")
+    clip_low: Float = Field(0.2, gt=0, lt=1)
+    clip_high: Float = Field(0.2, gt=0)
+    dual_clip: Float | None = Field(3.0, gt=1, description="must exceed 1 + clip_high; null: off")
+    kl_coef: Float = Field(
+        0.0, ge=0, description="KL penalty to a reference model; must stay 0: prism-ray runs "
+                               "no reference model, so no reference log-probs reach the loss")
     loss_aggregation: LossAggregation = LossAggregation.token_mean
+
+    @model_validator(mode="after")
+    def _clip_and_kl(self) -> GRPO:
+        _check_dual_clip(self.dual_clip, self.clip_high, "clip_high")
+        if self.kl_coef > 0:
+            raise ValueError(f"kl_coef ({self.kl_coef:g}) must be 0: a KL penalty needs a "
+                             "reference model, and prism-ray runs none (no reference "
+                             "log-probs reach the loss)")
+        return self
 
 
 class DAPO(Frozen):
     name: Literal["dapo"] = "dapo"
     loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
-    clip_low: float = Field(0.2, gt=0)
-    clip_high: float = Field(0.28, gt=0)
-    dual_clip: float | None = Field(10.0, gt=1)
+    clip_low: Float = Field(0.2, gt=0, lt=1)
+    clip_high: Float = Field(0.28, gt=0)
+    dual_clip: Float | None = Field(10.0, gt=1, description="must exceed 1 + clip_high; null: off")
     loss_aggregation: LossAggregation = LossAggregation.token_mean
     dynamic_sampling: DynamicSampling | None = DynamicSampling()
     overlong: OverlongPenalty | None = OverlongPenalty()
+
+    @model_validator(mode="after")
+    def _dual_clip_above_the_clip(self) -> DAPO:
+        _check_dual_clip(self.dual_clip, self.clip_high, "clip_high")
+        return self
 
 
 class GSPO(Frozen):
     name: Literal["gspo"] = "gspo"
     loss: LossName = Field("gspo", description=_LOSS_HELP)
-    clip_low: float = Field(3e-4, gt=0)
-    clip_high: float = Field(4e-4, gt=0)
+    clip_low: Float = Field(3e-4, gt=0, lt=1)
+    clip_high: Float = Field(4e-4, gt=0)
     loss_aggregation: LossAggregation = LossAggregation.seq_mean_token_mean
 
 
@@ -271,17 +301,17 @@ _RLVR_OPTIMIZERS = {
 
 
 class RewardConfig(Frozen):
-    accuracy_weight: float = Field(0.8, ge=0)
-    format_weight: float = Field(0.2, ge=0)
-    max_answer_chars: int = Field(1024, ge=1)
+    accuracy_weight: Float = Field(0.8, ge=0)
+    format_weight: Float = Field(0.2, ge=0)
+    max_answer_chars: Int = Field(1024, ge=1)
 
 
 class RLVRPhase(PolicyGradientPhase):
     kind: Literal["rlvr"] = "rlvr"
     name: str = "rlvr"
     algorithm: RLVRAlgorithm = GRPO()
-    prompts_per_step: int = Field(32, ge=1)
-    max_response_tokens: int = Field(8192, ge=1)
+    prompts_per_step: Int = Field(32, ge=1)
+    max_response_tokens: Int = Field(8192, ge=1)
     reward: RewardConfig = RewardConfig()
     optimizer: OptimizerConfig = _RLVR_OPTIMIZERS["grpo"]
 
@@ -307,8 +337,8 @@ class EvalPhase(PhaseBase):
     kind: Literal["eval"] = "eval"
     name: str = "eval"
     data: tuple[DataSource, ...] = (SyntheticData(),)
-    max_prompts: int | None = Field(None, ge=1)
-    max_response_tokens: int = Field(8192, ge=1)
+    max_prompts: Int | None = Field(None, ge=1)
+    max_response_tokens: Int = Field(8192, ge=1)
     sampling: SamplingConfig = SamplingConfig(temperature=0.0)
 
     def total_steps(self, num_records: int) -> int:

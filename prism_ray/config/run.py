@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import BeforeValidator, Field, TypeAdapter, model_validator
 
 from prism_ray.config.kinds import phase_kind
 from prism_ray.config.phases import Phase
 from prism_ray.config.schema import (
     DiscriminatorConfig,
+    Float,
     Frozen,
+    Int,
     LearnerConfig,
     ModelsConfig,
     RolloutConfig,
@@ -37,15 +39,29 @@ DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
 )
 
 
+def _env_text(value: Any) -> Any:
+    """An environment value is text; a YAML or command-line scalar is written as such."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_text)]
+
+
 class ClusterConfig(Frozen):
     address: str | None = Field(
         None, description="None: start a local Ray cluster; 'auto' or ray://host:port: join one"
     )
-    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster")
-    num_gpus: int | None = Field(None, ge=0, description="GPUs of the local cluster")
-    placement_timeout_s: float = Field(120.0, gt=0)
-    env_vars: dict[str, str] = Field(default_factory=dict, description="set in every actor")
-    torch_threads: int | None = Field(
+    num_cpus: Int | None = Field(None, ge=1, description="CPUs of the local cluster")
+    num_gpus: Int | None = Field(None, ge=0, description="GPUs of the local cluster")
+    placement_timeout_s: Float = Field(120.0, gt=0)
+    env_vars: dict[str, EnvValue] = Field(
+        default_factory=dict, description="set in every actor; numbers and booleans are "
+                                          "written as text (OMP_NUM_THREADS: 2 → '2')")
+    torch_threads: Int | None = Field(
         2, ge=1, description="intra-op threads of torch in every actor (OMP_NUM_THREADS unless "
                              "env_vars sets it); None leaves Ray's default of the actor's CPU "
                              "count. Roles that take turns (rollout, then update) can each use "
@@ -58,7 +74,7 @@ class SyncConfig(Frozen):
     transport: Literal["auto", "broadcast", "cuda_ipc"] = Field(
         "auto", description="auto: cuda_ipc when learner and rollout share GPUs (fractional "
                             "num_gpus on both), else a broadcast group (NCCL on GPU, gloo on CPU)")
-    bucket_mb: int = Field(256, ge=1, description="bucket size; one collective per bucket")
+    bucket_mb: Int = Field(256, ge=1, description="bucket size; one collective per bucket")
 
 
 class TrackingConfig(Frozen):
@@ -71,13 +87,13 @@ class TrackingConfig(Frozen):
 
 
 class CheckpointConfig(Frozen):
-    every_steps: int = Field(0, ge=0, description="0: only at phase ends")
-    keep_last: int = Field(2, ge=1)
+    every_steps: Int = Field(0, ge=0, description="0: only at phase ends")
+    keep_last: Int = Field(2, ge=1)
 
 
 class RunConfig(Frozen):
     name: str = Field("prism-tiny", pattern=r"^[A-Za-z0-9_.\-]+$")
-    seed: int = 0
+    seed: Int = 0
     output_dir: str = Field("runs/{name}", description="'{name}' is replaced by the run name")
     system_prompt: str | None = Field(
         SYSTEM_PROMPT,

@@ -10,13 +10,20 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, model_validator
+
+# Numbers are strict: ``true`` is not 1 and "3" is not 3 (YAML and overrides give real
+# numbers). A float field still takes an int (``lr: 1`` is 1.0). nan and inf are refused
+# everywhere (``Frozen.model_config``).
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
 
 
 class Frozen(BaseModel):
-    """Every config node: immutable, unknown keys rejected."""
+    """Every config node: immutable, unknown keys rejected, numbers finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
 def tagged_union(field: str, default: str | None, *models: type[BaseModel]) -> Any:
@@ -80,7 +87,7 @@ class TinyModel(Frozen):
     preset: Literal["policy", "discriminator", "qwen3vl-2b-shape"] = Field(
         "policy", description="qwen3vl-2b-shape: the published 2B shape, random weights "
                               "(for GPU benchmarks)")
-    seed: int = 0
+    seed: Int = 0
 
 
 class PretrainedModel(Frozen):
@@ -117,27 +124,27 @@ class SyntheticData(Frozen):
 
     kind: Literal["synthetic"] = "synthetic"
     size: SyntheticSize = SyntheticSize.small
-    seed: int = 0
-    image_size: int = Field(
+    seed: Int = 0
+    image_size: Int = Field(
         48, ge=16, le=1024,
         description="pixels per side; 48 gives the tiny policy (8-pixel patches, 2x2 merge) one "
                     "vision token per grid cell")
-    public_perception_error: float = Field(
+    public_perception_error: Float = Field(
         0.25, ge=0, le=1,
         description="how often the public demonstrations' captions misperceive: the chance "
                     "that an object is left out; wrong colour or shape, a missed digit, a "
                     "hallucinated object and a miscounted header scale with it (0: captions "
                     "as true as the teacher's). The teacher never errs")
-    public_reasoning_error: float = Field(
+    public_reasoning_error: Float = Field(
         0.1, ge=0, le=1,
         description="chance that a public demonstration that does not drift (below) takes "
                     "a shortcut to a random wrong answer ('The answer is X.')")
-    public_answer_drift: float = Field(
+    public_answer_drift: Float = Field(
         0.6, ge=0, le=1,
         description="chance that a public demonstration's steps are right but its answer "
                     "drifts from them the same way every time (one more than the count, the "
                     "next option): the systematic slip of a careless source")
-    digit_probability: float = Field(
+    digit_probability: Float = Field(
         0.0, ge=0, le=1,
         description="chance that a shape carries a digit (0: no digits and no digit "
                     "questions, an easier task)")
@@ -178,29 +185,29 @@ DataSource = tagged_union(
 class Resources(Frozen):
     """Ray resources of ONE actor of a role."""
 
-    num_cpus: float = Field(1.0, ge=0)
-    num_gpus: float = Field(0.0, ge=0)
-    memory_gb: float | None = Field(None, gt=0)
+    num_cpus: Float = Field(1.0, ge=0)
+    num_gpus: Float = Field(0.0, ge=0)
+    memory_gb: Float | None = Field(None, gt=0)
 
 
 class SamplingConfig(Frozen):
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0, description="0 disables top-k (the RL setting)")
+    temperature: Float = Field(1.0, ge=0)
+    top_p: Float = Field(1.0, gt=0, le=1)
+    top_k: Int = Field(0, ge=0, description="0 disables top-k (the RL setting)")
 
 
 class VllmOptions(Frozen):
-    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
-    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: Float = Field(0.5, gt=0, le=1)
+    tensor_parallel_size: Int = Field(1, ge=1)
     enforce_eager: bool = False
     enable_sleep_mode: bool = False
-    max_model_len: int | None = Field(None, ge=1)
+    max_model_len: Int | None = Field(None, ge=1)
 
 
 class RolloutConfig(Frozen):
     backend: RolloutBackend = RolloutBackend.hf
-    num_workers: int = Field(1, ge=1)
-    resize_at: dict[int, int] = Field(
+    num_workers: Int = Field(1, ge=1)
+    resize_at: dict[int, Int] = Field(
         default_factory=dict,
         description="global step → number of rollout workers from that step on (elastic "
                     "rollout: workers join or leave between steps, learners untouched)")
@@ -218,14 +225,14 @@ class RolloutConfig(Frozen):
 
 
 class OptimizerConfig(Frozen):
-    lr: float = Field(1e-6, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    grad_clip: float = Field(1.0, gt=0)
+    lr: Float = Field(1e-6, gt=0)
+    weight_decay: Float = Field(0.01, ge=0)
+    betas: tuple[Float, Float] = (0.9, 0.999)
+    eps: Float = Field(1e-8, gt=0)
+    grad_clip: Float = Field(1.0, gt=0)
     schedule: Schedule = Schedule.constant
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    warmup_steps: int = Field(0, ge=0)
+    warmup_ratio: Float = Field(0.0, ge=0, lt=1)
+    warmup_steps: Int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _one_warmup(self) -> OptimizerConfig:
@@ -237,11 +244,11 @@ class OptimizerConfig(Frozen):
 class LearnerConfig(Frozen):
     """A DeepSpeed ZeRO learner group (policy or discriminator)."""
 
-    num_ranks: int = Field(1, ge=1)
+    num_ranks: Int = Field(1, ge=1)
     resources: Resources = Resources(num_cpus=0.5)
-    zero_stage: Literal[0, 1, 2, 3] = 2
+    zero_stage: Int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage: 0, 1, 2 or 3")
     dtype: Dtype = Dtype.float32
-    micro_batch_tokens: int = Field(4096, ge=64, description="token budget of one micro-batch")
+    micro_batch_tokens: Int = Field(4096, ge=64, description="token budget of one micro-batch")
     gradient_checkpointing: bool = False
     offload_optimizer: bool = False
 
@@ -249,17 +256,17 @@ class LearnerConfig(Frozen):
 class DiscriminatorConfig(Frozen):
     """Sparse-upcycled MoE discriminator with a scalar value head (PRISM_SPEC §3)."""
 
-    num_experts: int = Field(
+    num_experts: Int = Field(
         4, ge=1, description="experts per upcycled MLP; 1 (with top_k 1) is the dense "
                              "ablation: the one expert is the dense MLP (plus "
                              "expert_noise_std noise) and its router a constant")
-    top_k: int = Field(2, ge=1, description="experts each token is routed to (learned routing)")
+    top_k: Int = Field(2, ge=1, description="experts each token is routed to (learned routing)")
     norm_topk_prob: bool = True
-    expert_noise_std: float = Field(0.01, ge=0)
-    router_init_std: float = Field(0.02, gt=0)
-    head_dropout: float = Field(0.1, ge=0, lt=1)
-    head_init_std: float = Field(0.02, gt=0)
-    score_clip: float = Field(10.0, gt=0)
+    expert_noise_std: Float = Field(0.01, ge=0)
+    router_init_std: Float = Field(0.02, gt=0)
+    head_dropout: Float = Field(0.1, ge=0, lt=1)
+    head_init_std: Float = Field(0.02, gt=0)
+    score_clip: Float = Field(10.0, gt=0)
     terminator: str = "<|im_end|>"
     use_images: bool = Field(
         True, description="false: text-only ablation; both views are system + question + "
@@ -292,14 +299,14 @@ class VerifierConfig(Frozen):
     """The verifier pool and the limits of one verification (``prism_ray.verify.Verifier``
     takes this section as is; the reward weights are each phase's ``reward``)."""
 
-    num_workers: int = Field(1, ge=1)
+    num_workers: Int = Field(1, ge=1)
     resources: Resources = Resources(num_cpus=0.25)
-    timeout_s: float = Field(5.0, gt=0, description="symbolic time budget of one response")
-    startup_timeout_s: float = Field(
+    timeout_s: Float = Field(5.0, gt=0, description="symbolic time budget of one response")
+    startup_timeout_s: Float = Field(
         60.0, gt=0, description="how long the math-verify child may take to start (its import)")
-    memory_limit_mb: int | None = Field(
+    memory_limit_mb: Int | None = Field(
         4096, ge=1, description="address-space cap of the math-verify child; None: no cap")
-    batch_size: int = Field(64, ge=1)
+    batch_size: Int = Field(64, ge=1)
     math_verify: bool = Field(
         True, description="false: rules only; an answer they cannot decide is wrong, and no "
                           "math-verify child process is started")
