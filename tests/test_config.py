@@ -397,3 +397,28 @@ def test_unresolvable_interpolation_is_one_line(tmp_path):
         load_config(None, ["name=${nowhere}"])
     assert error_line(e) == ("name: cannot resolve interpolation: "
                              "Interpolation key 'nowhere' not found")
+
+
+# ───────────────────────── steps: the one name for a phase's length ─────────────────────────
+
+
+def test_every_training_phase_is_sized_by_steps(tmp_path):
+    config = load_config(None, ["phases.sft.steps=5", "phases.disc_warmup.steps=3",
+                                "phases.align.steps=2", "phases.rlvr.steps=4"])
+    assert [p.steps for p in config.phases[:4]] == [5, 3, 2, 4]
+    sft = config.phase("sft")
+    assert sft.total_steps(num_records=1000) == 5 and sft.plan_length() == "1 epoch(s) (≤5 steps)"
+    whole = write(tmp_path, "r.yaml", "phases:\n  - {kind: sft, epochs: 2, batch_size: 10}\n")
+    sft = load_config(whole).phases[0]
+    assert sft.steps is None and sft.total_steps(num_records=95) == 20  # 2 epochs of 10 batches
+    assert sft.plan_length() == "2 epoch(s)"
+
+
+@pytest.mark.parametrize("kind", ["sft", "disc_warmup"])
+def test_max_steps_is_told_it_was_renamed(tmp_path, kind):
+    recipe = write(tmp_path, "r.yaml", f"phases:\n  - kind: {kind}\n    max_steps: 10\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert error_line(e) == f"{recipe}: phases[0:{kind}].max_steps: unknown key: renamed to steps"
+    with pytest.raises(ConfigError, match="'phases.sft.max_steps=3'.*renamed to steps"):
+        load_config(None, ["phases.sft.max_steps=3"])

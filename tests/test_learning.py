@@ -99,7 +99,7 @@ def sft_export(ray_cluster, choice_data, tmp_path_factory):
     """The policy after a short SFT on the demonstrations: format learnt, A and B both likely."""
     root = tmp_path_factory.mktemp("choice-sft")
     recipe = write_recipe(root / "sft.yaml", "sft", [{
-        "kind": "sft", "epochs": 8, "max_steps": 60, "batch_size": 8, "max_seq_tokens": 256,
+        "kind": "sft", "epochs": 8, "steps": 60, "batch_size": 8, "max_seq_tokens": 256,
         "data": [{"kind": "sharegpt", "paths": [str(choice_data / "demos.json")]}],
         "optimizer": {"lr": 3e-3}}])
     ctx = run(load_config(recipe))
@@ -115,7 +115,7 @@ def learning_run(tmp_path, choice_data, sft_export, sign: float) -> list[dict]:
               "max_response_tokens": 48, "sampling": {"temperature": 0.7}}
     pairs = [{"kind": "warmup_jsonl", "paths": [str(choice_data / "pairs.jsonl")]}]
     recipe = write_recipe(tmp_path / "learn.yaml", "learn-pos" if sign > 0 else "learn-neg", [
-        {"kind": "disc_warmup", "data": pairs, "max_steps": 8, "batch_size": 8,
+        {"kind": "disc_warmup", "data": pairs, "steps": 8, "batch_size": 8,
          "optimizer": {"lr": 1e-3}},
         {"kind": "align", "steps": 6, "prompts_per_step": 4, **shared,
          "optimizer": {"lr": 2e-4}, "disc_optimizer": {"lr": 1e-3}},

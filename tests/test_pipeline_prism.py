@@ -31,9 +31,9 @@ def test_sft_warmup_align_rlvr_eval_in_one_job(ray_cluster, tmp_path):
         "discriminator": {"learner": {"resources": {"num_cpus": 0.5}}},
         "verifier": {"resources": {"num_cpus": 0.25}},
         "phases": [
-            {"kind": "sft", "data": TINY, "max_steps": 6, "batch_size": 8,
+            {"kind": "sft", "data": TINY, "steps": 6, "batch_size": 8,
              "optimizer": {"lr": 2e-3}},
-            {"kind": "disc_warmup", "data": TINY, "max_steps": 3, "batch_size": 4,
+            {"kind": "disc_warmup", "data": TINY, "steps": 3, "batch_size": 4,
              "optimizer": {"lr": 5e-4}},
             {"kind": "align", **SHORT, "steps": 2, "prompts_per_step": 2,
              "samples_per_prompt": 4},

@@ -32,7 +32,7 @@ RECIPE = {
     "checkpoint": {"every_steps": 1, "keep_last": 2},
     "cluster": {"num_cpus": 2},
     "phases": [
-        {"kind": "sft", "data": TINY, "epochs": 3, "max_steps": 8, "batch_size": 16,
+        {"kind": "sft", "data": TINY, "epochs": 3, "steps": 8, "batch_size": 16,
          "optimizer": {"lr": 1e-3}},
         {"kind": "rlvr", "data": TINY, "steps": 3, "prompts_per_step": 2,
          "samples_per_prompt": 2, "max_response_tokens": 8, "optimizer": {"lr": 1e-4}},

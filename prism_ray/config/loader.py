@@ -284,10 +284,15 @@ def _relevant(items: list[dict]) -> list[dict]:
             or not any(inside(item, other) for other in items if other is not item)] or items
 
 
+# Keys that were renamed: a recipe still using the old name is told the new one.
+RENAMED = {"max_steps": "steps"}
+
+
 def _message(item: dict) -> str:
     kind, ctx, given = item["type"], item.get("ctx") or {}, item.get("input")
     if kind == "extra_forbidden":
-        return "unknown key"
+        old = item["loc"][-1] if item["loc"] else None
+        return f"unknown key: renamed to {RENAMED[old]}" if old in RENAMED else "unknown key"
     if kind == "missing":
         return "required"
     if kind == "union_tag_invalid":

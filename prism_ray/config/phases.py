@@ -49,15 +49,17 @@ class EpochPhase(PhaseBase):
     """A phase that walks offline records in batches: SFT, discriminator warm-up."""
 
     epochs: Int = Field(1, ge=1)
-    max_steps: Int | None = Field(None, ge=1, description="stop early after this many steps")
+    steps: Int | None = Field(
+        None, ge=1, description="optimizer steps, at most the epochs' worth (stops early); "
+                                "None: run the whole epochs")
     batch_size: Int = Field(16, ge=1, description="records per optimizer step")
 
     def total_steps(self, num_records: int) -> int:
         total = self.epochs * -(-num_records // self.batch_size)
-        return min(total, self.max_steps) if self.max_steps else total
+        return min(total, self.steps) if self.steps else total
 
     def plan_length(self) -> str:
-        cap = f" (≤{self.max_steps} steps)" if self.max_steps else ""
+        cap = f" (≤{self.steps} steps)" if self.steps else ""
         return f"{self.epochs} epoch(s){cap}"
 
 

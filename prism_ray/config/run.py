@@ -28,9 +28,9 @@ from prism_ray.prompting import SYSTEM_PROMPT
 # models starting from an instruct model), and RLVR needs enough steps at a high enough rate
 # to undo what SFT on the drifting public demonstrations taught.
 DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
-    {"kind": "sft", "max_steps": 200, "batch_size": 16, "max_seq_tokens": 512,
+    {"kind": "sft", "steps": 200, "batch_size": 16, "max_seq_tokens": 512,
      "optimizer": {"lr": 3e-3}},
-    {"kind": "disc_warmup", "max_steps": 20, "batch_size": 16, "optimizer": {"lr": 5e-4}},
+    {"kind": "disc_warmup", "steps": 20, "batch_size": 16, "optimizer": {"lr": 5e-4}},
     {"kind": "align", "steps": 8, "prompts_per_step": 4, "samples_per_prompt": 8,
      "max_response_tokens": 128, "optimizer": {"lr": 1e-4}, "disc_optimizer": {"lr": 2e-4}},
     {"kind": "rlvr", "steps": 30, "prompts_per_step": 8, "samples_per_prompt": 8,
