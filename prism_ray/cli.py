@@ -8,6 +8,7 @@ import os
 import sys
 
 from prism_ray.config import ConfigError, dump_config, load_config
+from prism_ray.config.run import lr_summary
 from prism_ray.jobs.cli import add_jobs_parser, add_submit_parser
 
 
@@ -27,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="show or validate configurations")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     _add_recipe_args(config_sub.add_parser("show", help="print the resolved config"), True)
-    validate = config_sub.add_parser("validate", help="validate recipes; non-zero on error")
+    validate = config_sub.add_parser(
+        "validate", help="validate recipes and print each phase's learning rates; non-zero on "
+                         "error")
     validate.add_argument("recipes", nargs="+")
     validate.add_argument("--cluster", default=None)
 
@@ -123,8 +126,10 @@ def _config(args: argparse.Namespace) -> int:
     failed = 0
     for recipe in args.recipes:
         try:
-            load_config(recipe, cluster=args.cluster)
+            config = load_config(recipe, cluster=args.cluster)
             print(f"ok      {recipe}")
+            for line in lr_summary(config):
+                print(f"        {line}")
         except ConfigError as e:
             failed += 1
             print(f"invalid {recipe}\n{e}", file=sys.stderr)

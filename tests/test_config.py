@@ -422,3 +422,48 @@ def test_max_steps_is_told_it_was_renamed(tmp_path, kind):
     assert error_line(e) == f"{recipe}: phases[0:{kind}].max_steps: unknown key: renamed to steps"
     with pytest.raises(ConfigError, match="'phases.sft.max_steps=3'.*renamed to steps"):
         load_config(None, ["phases.sft.max_steps=3"])
+
+
+# ───────────────────────── the learning rates in force ─────────────────────────
+
+
+def test_lr_summary_marks_rates_the_recipe_left_to_the_schema(tmp_path):
+    from prism_ray.config.run import lr_summary
+
+    recipe = write(tmp_path, "r.yaml", """\
+phases:
+  - {kind: sft, optimizer: {weight_decay: 0.0}}
+  - {kind: disc_warmup, optimizer: {lr: 2.0e-5}}
+  - {kind: align, disc_optimizer: {lr: 3.0e-6}}
+  - {kind: rlvr, enabled: false}
+  - {kind: eval}
+""")
+    config = load_config(recipe, ["phases.rlvr.algorithm.name=dapo"])
+    assert lr_summary(config) == [
+        "sft (sft): lr 1e-05 (schema default)",
+        "disc_warmup (disc_warmup): lr 2e-05",
+        "align (align): lr 1e-06 (schema default), disc lr 3e-06",
+        "rlvr (rlvr) [disabled]: lr 1e-06 (schema default)",
+    ]
+    assert config.phase("sft").optimizer.weight_decay == 0.0  # merged over the phase default
+    assert config.phase("sft").optimizer.schedule.value == "cosine"
+    assert config.phase("rlvr").optimizer.warmup_steps == 10  # DAPO's published optimizer
+    set_by_override = load_config(recipe, ["phases.sft.optimizer.lr=5e-5"])
+    assert lr_summary(set_by_override)[0] == "sft (sft): lr 5e-05"
+
+
+def test_the_embedded_pipeline_sets_every_lr():
+    from prism_ray.config.run import lr_summary
+
+    assert not any("schema default" in line for line in lr_summary(load_config()))
+
+
+def test_cli_validate_prints_the_learning_rates(tmp_path, capsys):
+    recipe = write(tmp_path, "r.yaml", "phases:\n  - {kind: rlvr, optimizer: {lr: 1.0e-5}}\n"
+                   "  - {kind: sft}\n")
+    assert main(["config", "validate", str(recipe)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"ok      {recipe}",
+        "        rlvr (rlvr): lr 1e-05",
+        "        sft (sft): lr 1e-05 (schema default)",
+    ]

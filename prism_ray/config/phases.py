@@ -75,20 +75,35 @@ LossName = Annotated[str, AfterValidator(_registered_loss)]
 _LOSS_HELP = "registered policy loss (prism_ray.algo.registry): ppo_clip | gspo | your own"
 
 
-def _default_optimizer(data: dict, optimizer: OptimizerConfig) -> dict:
-    """Fill ``optimizer`` with a phase's published default when the user gave none.
+def _with_optimizer_defaults(data, handler, defaults: dict[str, OptimizerConfig]):
+    """Validate a phase whose optimizer fields default to ``defaults`` (field → the phase's
+    published setting).
 
     Partial user overrides (e.g. only ``lr``) are merged over that default, not over the
-    generic OptimizerConfig, so a recipe can change one knob and keep the rest.
+    generic OptimizerConfig, so a recipe can change one knob and keep the rest. Each
+    optimizer's ``model_fields_set`` stays what the recipe wrote, so a learning rate left to
+    the schema can be told from one the recipe set (``config.run.lr_summary``).
     """
     if not isinstance(data, dict):
-        return data
-    given = data.get("optimizer")
-    if given is None:
-        return {**data, "optimizer": optimizer}
-    if isinstance(given, dict):
-        return {**data, "optimizer": {**optimizer.model_dump(), **given}}
-    return data
+        return handler(data)
+    merged = dict(data)
+    for name, default in defaults.items():
+        given = data.get(name)
+        if given is None:
+            merged[name] = default
+        elif isinstance(given, dict):
+            merged[name] = {**default.model_dump(), **given}
+    phase = handler(merged)
+    values = dict(phase)
+    for name in defaults:
+        given = data.get(name)
+        if isinstance(given, OptimizerConfig):
+            continue  # a config object keeps its own record
+        written = set(given) & set(OptimizerConfig.model_fields) if isinstance(given, dict) \
+            else set()
+        values[name] = OptimizerConfig.model_construct(written, **dict(values[name]))
+    given_fields = phase.model_fields_set - {n for n in defaults if data.get(n) is None}
+    return type(phase).model_construct(given_fields, **values)
 
 
 # ───────────────────────────── SFT ─────────────────────────────
@@ -107,10 +122,10 @@ class SFTPhase(EpochPhase):
     max_seq_tokens: Int = Field(1024, ge=16)
     optimizer: OptimizerConfig = _SFT_OPTIMIZER
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _optimizer_default(cls, data):
-        return _default_optimizer(data, _SFT_OPTIMIZER)
+    def _optimizer_default(cls, data, handler):
+        return _with_optimizer_defaults(data, handler, {"optimizer": _SFT_OPTIMIZER})
 
 
 register_phase_kind(PhaseKind(
@@ -130,10 +145,10 @@ class DiscWarmupPhase(EpochPhase):
     aux_loss_coef: Float = Field(0.01, ge=0, description="MoE load-balancing loss weight")
     optimizer: OptimizerConfig = _WARMUP_OPTIMIZER
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _optimizer_default(cls, data):
-        return _default_optimizer(data, _WARMUP_OPTIMIZER)
+    def _optimizer_default(cls, data, handler):
+        return _with_optimizer_defaults(data, handler, {"optimizer": _WARMUP_OPTIMIZER})
 
 
 register_phase_kind(PhaseKind(
@@ -205,14 +220,11 @@ class AlignPhase(PolicyGradientPhase):
         _check_dual_clip(self.dual_clip, self.clip_eps, "clip_eps")
         return self
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _optimizer_default(cls, data):
-        data = _default_optimizer(data, _ALIGN_OPTIMIZER)
-        if isinstance(data, dict) and isinstance(data.get("disc_optimizer"), dict):
-            data = {**data, "disc_optimizer": {**_ALIGN_DISC_OPTIMIZER.model_dump(),
-                                               **data["disc_optimizer"]}}
-        return data
+    def _optimizer_default(cls, data, handler):
+        return _with_optimizer_defaults(data, handler, {
+            "optimizer": _ALIGN_OPTIMIZER, "disc_optimizer": _ALIGN_DISC_OPTIMIZER})
 
 
 register_phase_kind(PhaseKind(
@@ -317,14 +329,14 @@ class RLVRPhase(PolicyGradientPhase):
     reward: RewardConfig = RewardConfig()
     optimizer: OptimizerConfig = _RLVR_OPTIMIZERS["grpo"]
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _optimizer_default(cls, data):
-        if not isinstance(data, dict):
-            return data
-        algorithm = data.get("algorithm") or {}
-        name = algorithm.get("name", "grpo") if isinstance(algorithm, dict) else algorithm.name
-        return _default_optimizer(data, _RLVR_OPTIMIZERS.get(name, _RLVR_OPTIMIZERS["grpo"]))
+    def _optimizer_default(cls, data, handler):
+        algorithm = (data.get("algorithm") if isinstance(data, dict) else None) or {}
+        name = algorithm.get("name", "grpo") if isinstance(algorithm, dict) \
+            else getattr(algorithm, "name", "grpo")
+        default = _RLVR_OPTIMIZERS.get(name, _RLVR_OPTIMIZERS["grpo"])
+        return _with_optimizer_defaults(data, handler, {"optimizer": default})
 
 
 register_phase_kind(PhaseKind(

@@ -142,3 +142,26 @@ class RunConfig(Frozen):
             if p.name == name:
                 return p
         raise KeyError(f"no phase named {name!r}; phases: {[p.name for p in self.phases]}")
+
+
+SCHEMA_DEFAULT = "(schema default)"
+
+
+def lr_summary(config: RunConfig) -> list[str]:
+    """The learning rates in force, one line per phase that trains (``sft (sft): lr 1e-05
+    (schema default)``). An lr the recipe did not write is marked ``(schema default)``: the
+    published settings are for 4B/8B instruct models and far too low for a tiny one, so a
+    recipe that forgets to set one should see it. Printed by ``prism-ray config validate``
+    and meant for the start of a run."""
+    lines = []
+    for phase in config.phases:
+        rates = [(label, getattr(phase, name)) for name, label in
+                 (("optimizer", "lr"), ("disc_optimizer", "disc lr")) if hasattr(phase, name)]
+        if not rates:
+            continue
+        parts = [f"{label} {optimizer.lr:g}"
+                 + ("" if "lr" in optimizer.model_fields_set else f" {SCHEMA_DEFAULT}")
+                 for label, optimizer in rates]
+        off = "" if phase.enabled else " [disabled]"
+        lines.append(f"{phase.name} ({phase.kind}){off}: {', '.join(parts)}")
+    return lines
