@@ -137,21 +137,34 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from prism_ray.config.schema import SyntheticData
+    from prism_ray.data.errors import DataError
     from prism_ray.data.synthetic import synthesize
 
-    # Through the schema: its defaults and its [0, 1] bounds, as in a recipe.
-    given = {"public_perception_error": args.public_perception_error,
+    # Through the schema: its defaults and bounds (image size, [0, 1] rates), as in a recipe,
+    # before anything is written.
+    given = {"seed": args.seed, "image_size": args.image_size,
+             "public_perception_error": args.public_perception_error,
              "public_reasoning_error": args.public_reasoning_error}
     try:
-        rates = SyntheticData(**{k: v for k, v in given.items() if v is not None})
-    except ValueError as error:
-        print(f"prism-ray: {error}", file=sys.stderr)
+        task = SyntheticData(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"--{str(item['loc'][0]).replace('_', '-')} {item['input']!r}: "
+            f"{item['msg'].removeprefix('Value error, ')}" for item in error.errors())
+        print(f"prism-ray: data synth: {problems}", file=sys.stderr)
         return 2
-    manifest = synthesize(args.out, seed=args.seed, size=args.size,
-                          image_size=args.image_size, overwrite=args.overwrite, progress=print,
-                          public_perception_error=rates.public_perception_error,
-                          public_reasoning_error=rates.public_reasoning_error)
+    try:
+        manifest = synthesize(args.out, seed=task.seed, size=args.size,
+                              image_size=task.image_size, overwrite=args.overwrite,
+                              progress=print,
+                              public_perception_error=task.public_perception_error,
+                              public_reasoning_error=task.public_reasoning_error)
+    except DataError as error:
+        print(f"prism-ray: data synth: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: " + ", ".join(f"{k}={v}" for k, v in manifest["counts"].items()))
     return 0
 

@@ -150,7 +150,12 @@ def synthesize(
     teacher never does. Refuses (DataError) a directory holding anything else unless
     `overwrite`, which then removes only the products this function writes. Rewriting the
     same dataset is allowed (same bytes).
+
+    The products are written to a hidden sibling of `out_dir` and moved in when all are
+    complete, so a run that fails or is interrupted leaves `out_dir` as it was.
     """
+    import tempfile
+
     if not 0.0 <= digit_probability <= 1.0:
         raise ValueError(f"digit_probability must be a probability in [0, 1], got "
                          f"{digit_probability}")
@@ -166,7 +171,8 @@ def synthesize(
         "digit_probability": digit_probability,
     }
     manifest = _manifest(seed, size, image_size, counts, rates)
-    _prepare_output(root, manifest, overwrite)
+    if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not overwrite)):
+        _prepare_output(root, manifest, overwrite)  # refuses before anything is written
     report = progress or (lambda _message: None)
 
     evaluation = sample_examples(seed, "eval", counts.eval, digit_probability=digit_probability)
@@ -175,16 +181,38 @@ def synthesize(
     def train(product: str, count: int) -> list[Example]:
         return sample_examples(seed, product, count, held_out, digit_probability)
 
-    _write_sft(root, "teacher", train("sft_teacher", counts.sft_teacher), seed, image_size,
-               None, report, system_prompt)
-    _write_sft(root, "public", train("sft_public", counts.sft_public), seed, image_size,
-               public, report, system_prompt)
-    _write_warmup(root, train("warmup", counts.warmup), seed, image_size, report)
-    for product, examples, split in (("align", train("align", counts.align), "train"),
-                                     ("rlvr", train("rlvr", counts.rlvr), "train"),
-                                     ("eval", evaluation, "test")):
-        _write_rl(root, product, examples, split, image_size, report, system_prompt)
-    write_json(root / "manifest.json", manifest)
+    parent = root.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.resolve().name}.partial-", dir=parent))
+    try:
+        _write_sft(staging, "teacher", train("sft_teacher", counts.sft_teacher), seed,
+                   image_size, None, report, system_prompt)
+        _write_sft(staging, "public", train("sft_public", counts.sft_public), seed, image_size,
+                   public, report, system_prompt)
+        _write_warmup(staging, train("warmup", counts.warmup), seed, image_size, report)
+        for product, examples, split in (("align", train("align", counts.align), "train"),
+                                         ("rlvr", train("rlvr", counts.rlvr), "train"),
+                                         ("eval", evaluation, "test")):
+            _write_rl(staging, product, examples, split, image_size, report, system_prompt)
+        write_json(staging / "manifest.json", manifest)
+        if root.exists():
+            _prepare_output(root, manifest, overwrite)  # removes the products it replaces
+        if root.exists() and any(root.iterdir()):  # other files stay: move product by product
+            for product in staging.iterdir():
+                target = root / product.name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+                product.rename(target)
+            staging.rmdir()
+        else:
+            if root.exists():
+                root.rmdir()
+            staging.rename(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return manifest
 
 
