@@ -467,3 +467,10 @@ def test_cli_validate_prints_the_learning_rates(tmp_path, capsys):
         "        rlvr (rlvr): lr 1e-05",
         "        sft (sft): lr 1e-05 (schema default)",
     ]
+
+
+def test_a_phase_index_past_the_end_is_named():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["phases.9.steps=1"])
+    assert error_line(e) == ("command line 'phases.9.steps=1': no phase 9; the run has 5 "
+                             "phase(s), indices 0 to 4; phases are addressed by index or name")

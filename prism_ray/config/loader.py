@@ -237,6 +237,13 @@ def _apply_override(merged: DictConfig, key: str, value: Any, text: str) -> tupl
                           "(letters, digits, _ and -), phases by index or name")
     if parts[0] == "phases" and len(parts) > 1 and not parts[1].isdigit():
         parts[1] = str(_phase_index(merged, parts[1], text))
+    phases = merged.get("phases")
+    if parts[0] == "phases" and len(parts) > 1 and isinstance(phases, ListConfig) \
+            and int(parts[1]) >= len(phases):
+        indices = f", indices 0 to {len(phases) - 1}" if len(phases) else ""
+        raise ConfigError(f"command line {text!r}: no phase {parts[1]}; the run has "
+                          f"{len(phases)} phase(s){indices}; phases are addressed by index "
+                          "or name")
     try:
         OmegaConf.update(merged, ".".join(parts), value, merge=True, force_add=True)
     except OmegaConfBaseException as e:
