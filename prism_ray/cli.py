@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", choices=["tiny", "small", "full"], default="small")
-    synth.add_argument("--image-size", type=int, default=64)
+    synth.add_argument("--image-size", type=int, default=None,
+                       help="pixels per side (default: the schema's)")
     synth.add_argument("--overwrite", action="store_true")
     synth.add_argument("--public-perception-error", type=float, default=None,
                        help="public captions: chance an object is left out; the other "
@@ -187,9 +188,14 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _run(config, resume: bool = False) -> int:
+    from prism_ray.data.errors import DataError
     from prism_ray.driver.main import run
 
-    run(config, resume=resume)
+    try:
+        run(config, resume=resume)
+    except DataError as e:  # the pre-flight names the phase, file and row
+        print(f"prism-ray: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

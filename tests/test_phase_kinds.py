@@ -61,3 +61,16 @@ def test_unknown_loss_and_oversized_updates_are_config_errors():
         load_config(None, ["phases.align.updates_per_step=1000"])
     gspo = load_config(None, ["phases.rlvr.algorithm.name=gspo"]).phase("rlvr")
     assert gspo.algorithm.loss == "gspo"
+
+
+def test_gradient_watch_warns_after_a_streak_and_summarises():
+    from prism_ray.driver.loop import GradientWatch
+
+    watch = GradientWatch("rlvr", patience=2)
+    assert watch.observe({"policy/grad_norm": 0.5}) is None
+    assert watch.observe({"policy/grad_norm": 0.0}) is None
+    assert "no gradient for 2 steps" in watch.observe({"policy/skipped_update": 1.0})
+    assert watch.observe({"policy/grad_norm": float("nan")}) is None  # unknown: not counted
+    assert watch.summary() == "rlvr: 2 of 4 step(s) had no gradient"
+    learning = GradientWatch("sft")
+    assert learning.observe({"policy/grad_norm": 1.0}) is None and learning.summary() is None

@@ -94,3 +94,5 @@ def test_grpo_with_zero3_learners_and_two_updates_per_step(ray_cluster, tmp_path
     # rewards, so the ratio's departure from 1 is asserted in test_policy_learner).
     assert all(r["grpo/policy/updates"] == 2 for r in rows)
     assert ctx.version == 2
+    # ... which earns no gradient at all: the run says so.
+    assert ctx.warnings == ["grpo: 2 of 2 step(s) had no gradient — its weights did not learn"]

@@ -44,6 +44,9 @@ class PhaseBase(Frozen):
         """The phase's length as the run plan shows it, before any data is read."""
         raise NotImplementedError
 
+    def check_records(self, records: list) -> None:
+        """Raise ValueError if the records cannot serve this phase (run before step 1)."""
+
 
 class EpochPhase(PhaseBase):
     """A phase that walks offline records in batches: SFT, discriminator warm-up."""
@@ -206,6 +209,12 @@ class AlignPhase(PolicyGradientPhase):
     disc_reg_coef: Float = Field(0.001, ge=0)
     optimizer: OptimizerConfig = _ALIGN_OPTIMIZER
     disc_optimizer: OptimizerConfig = _ALIGN_DISC_OPTIMIZER
+
+    def check_records(self, records: list) -> None:
+        missing = [r.uid for r in records if r.teacher_caption is None or r.teacher_cot is None]
+        if missing:
+            raise ValueError(f"alignment needs teacher_caption and teacher_cot; {len(missing)} "
+                             f"prompt(s) lack them, e.g. {missing[:3]}")
 
     @property
     def clip_low(self) -> float:

@@ -7,13 +7,14 @@ the discriminator as scorer and as the critic trained beside the policy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from prism_ray.algo import prism_advantages
 from prism_ray.config.phases import AlignPhase, DiscWarmupPhase
 from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
-from prism_ray.driver.datasets import load_records
+from prism_ray.driver.datasets import phase_records
 from prism_ray.driver.loop import (
     Collected,
     Draw,
@@ -34,9 +35,12 @@ from prism_ray.types import (
 ALIGN_HEADLINE = ("rollout/format_rate", "rollout/response_len", "discriminator/accuracy_cap",
                   "discriminator/gap_cap", "discriminator/gap_cot", "policy/loss")
 
+if TYPE_CHECKING:
+    from prism_ray.driver.context import RunContext
+
 
 def run_disc_warmup(phase: DiscWarmupPhase, ctx) -> None:
-    pairs = load_records("disc_warmup", phase.data, ctx.assets.dataset_dir)
+    pairs = phase_records(phase, ctx.assets)
     items = [DiscriminatorItem.from_warmup(p) for p in pairs]
     print(f"[{phase.name}] {len(items)} teacher/student pairs, "
           f"{phase.total_steps(len(items))} steps of {phase.batch_size}")
@@ -49,7 +53,7 @@ class WarmupStepper:
     regulariser (PRISM_SPEC §3)."""
 
     phase: DiscWarmupPhase
-    ctx: object  # driver.context.RunContext
+    ctx: RunContext
     headline: tuple[str, ...] = ("discriminator/loss", "discriminator/accuracy_cap",
                                  "discriminator/accuracy_cot", "discriminator/gap_cap",
                                  "discriminator/gap_cot")
@@ -70,11 +74,7 @@ class WarmupStepper:
 
 
 def run_align(phase: AlignPhase, ctx) -> None:
-    prompts = load_records("align", phase.data, ctx.assets.dataset_dir)
-    missing = [p.uid for p in prompts if p.teacher_caption is None or p.teacher_cot is None]
-    if missing:
-        raise ValueError(f"[{phase.name}] alignment needs teacher_caption/teacher_cot; "
-                         f"{len(missing)} prompt(s) lack them, e.g. {missing[:3]}")
+    prompts = phase_records(phase, ctx.assets)
     print(f"[{phase.name}] {len(prompts)} prompts, {phase.steps} steps × "
           f"{phase.prompts_per_step} prompts × {phase.samples_per_prompt}")
     run_steps(phase, ctx, prompts, AlignStepper(phase, ctx, ALIGN_HEADLINE))

@@ -65,8 +65,10 @@ def prepare_assets(config: RunConfig, run_dir: Path) -> RunAssets:
                    disc.preset if isinstance(disc, TinyModel) else "discriminator")
         if not _manifest_matches(models_dir / "policy" / "prism_tiny.json", seed=seed,
                                  preset=presets[0], system_prompt=config.system_prompt):
-            pending["tiny models"] = tiny_models.remote(str(models_dir), seed, *presets,
-                                                        config.system_prompt)
+            used = tuple(name for name, source in (("policy", policy), ("discriminator", disc))
+                         if isinstance(source, TinyModel))
+            pending["tiny " + " and ".join(used)] = tiny_models.remote(
+                str(models_dir), seed, *presets, config.system_prompt, used)
     for label in pending:
         print(f"[prepare] building {label} ...", flush=True)
     for label, ref in pending.items():
@@ -114,7 +116,8 @@ def _synthesize_task(out: str, source: SyntheticData, system_prompt: str | None)
 
 
 def _tiny_models_task(out: str, seed: int, policy_preset: str, disc_preset: str,
-                      system_prompt: str | None) -> str:
+                      system_prompt: str | None, used: tuple[str, ...]) -> str:
+    """Builds the pair (they share one tokenizer); reports only the ones the run uses."""
     from prism_ray.models.tiny import create_tiny_pair
 
     policy, disc = create_tiny_pair(out, seed, policy_preset, disc_preset, system_prompt)
@@ -122,5 +125,8 @@ def _tiny_models_task(out: str, seed: int, policy_preset: str, disc_preset: str,
     manifest = policy / "prism_tiny.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
                                     "system_prompt": system_prompt}, indent=2) + "\n")
-    sizes = [json.loads((p / "prism_tiny.json").read_text())["parameters"] for p in (policy, disc)]
-    return f"policy {sizes[0]:,} params, discriminator backbone {sizes[1]:,} params"
+    paths = {"policy": policy, "discriminator": disc}
+    sizes = {name: json.loads((paths[name] / "prism_tiny.json").read_text())["parameters"]
+             for name in used}
+    label = {"policy": "policy", "discriminator": "discriminator backbone"}
+    return ", ".join(f"{label[name]} {n:,} params" for name, n in sizes.items())

@@ -36,6 +36,7 @@ class RunContext:
     version: int = 0  # weight version served by the rollout workers
     evaluations: list[dict] = field(default_factory=list)
     phase_wall_s: dict[str, float] = field(default_factory=dict)  # phase name → training time
+    warnings: list[str] = field(default_factory=list)  # repeated in the run summary
     resume: DriverState | None = None  # set while the phase that was interrupted restarts
     resume_dir: Path | None = None
 

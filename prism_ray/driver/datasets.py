@@ -20,6 +20,7 @@ from prism_ray.config.schema import (
     SyntheticData,
     WarmupJsonlData,
 )
+from prism_ray.data.errors import DataError
 from prism_ray.data.readers import read_rl_parquet, read_sharegpt, read_warmup_jsonl
 
 _READERS: dict[type, Callable] = {
@@ -29,6 +30,26 @@ _READERS: dict[type, Callable] = {
 }
 _SYNTHETIC_READERS = {".json": read_sharegpt, ".parquet": read_rl_parquet,
                       ".jsonl": read_warmup_jsonl}
+
+
+def phase_records(phase: Any, assets: Any, log: Callable[[str], None] = print) -> list:
+    """A phase's records, checked for that phase (``check_records``); the error names it."""
+    try:
+        records = load_records(phase.kind, phase.data, assets.dataset_dir, log,
+                               sft_sources=getattr(phase, "sources", ()))
+        phase.check_records(records)
+    except (ValueError, OSError) as e:
+        raise DataError(f"phase {phase.name!r}", str(e)) from None
+    return records
+
+
+def check_phase_data(phases: Sequence[Any], assets: Any, log: Callable[[str], None] = print
+                     ) -> None:
+    """Pre-flight: open and check every enabled phase's data before the first step, so a
+    typo in a later phase's path or a file without its columns fails in seconds, not after
+    hours of SFT. Raises DataError naming the phase, file and row."""
+    counts = [f"{p.name} {len(phase_records(p, assets, log)):,}" for p in phases if p.enabled]
+    log(f"[preflight] data of every phase read and checked: {', '.join(counts)} records")
 
 
 def load_records(kind: str, sources: Sequence[Any], synthetic_dir: Callable[[SyntheticData], Path],

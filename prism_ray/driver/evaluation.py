@@ -13,13 +13,13 @@ from prism_ray.config.kinds import phase_kind
 from prism_ray.config.phases import EvalPhase, RewardConfig
 from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
 from prism_ray.driver.context import RunContext
-from prism_ray.driver.datasets import load_records
+from prism_ray.driver.datasets import phase_records
 from prism_ray.driver.progress import text_table
 from prism_ray.types import VerifyRequest
 
 
 def evaluate(ctx: RunContext, phase: EvalPhase, label: str) -> dict[str, float]:
-    prompts = load_records("eval", phase.data, ctx.assets.dataset_dir)
+    prompts = phase_records(phase, ctx.assets)
     if phase.max_prompts:
         prompts = prompts[: phase.max_prompts]
     params = sampling_params(phase.sampling, n=1, max_tokens=phase.max_response_tokens,

@@ -18,6 +18,7 @@ fault-tolerant loops extend ``collect``/``sync`` here, once, for every phase.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -53,11 +54,48 @@ class Stepper(Protocol):
         """After the last step (e.g. publish weights that changed without per-step sync)."""
 
 
+@dataclass
+class GradientWatch:
+    """Says so, loudly, when a phase's updates carry no gradient (e.g. every RLVR group has
+    equal rewards, so every advantage is 0): a warning after ``patience`` such steps in a
+    row, and a count for the run summary. Reads the learners' ``*/grad_norm`` metrics."""
+
+    phase: str
+    patience: int = 3
+    steps: int = 0
+    silent: int = 0  # steps whose every learner reported a zero gradient (or no update)
+    streak: int = 0
+
+    def observe(self, metrics: dict[str, float]) -> str | None:
+        norms = [v for k, v in metrics.items()
+                 if k.endswith("/grad_norm") and math.isfinite(v)]
+        skipped = any(k.endswith("skipped_update") for k in metrics)
+        self.steps += 1
+        if any(n > 0 for n in norms) or not (norms or skipped):  # learning, or not known
+            self.streak = 0
+            return None
+        self.silent += 1
+        self.streak += 1
+        if self.streak == self.patience:
+            return (f"[{self.phase}] WARNING: no gradient for {self.patience} steps in a row "
+                    "(all advantages 0? every group has equal rewards) — the policy is not "
+                    "learning")
+        return None
+
+    def summary(self) -> str | None:
+        if not self.silent:
+            return None
+        return (f"{self.phase}: {self.silent} of {self.steps} step(s) had no gradient"
+                + (" — its weights did not learn" if self.silent == self.steps else ""))
+
+
 def run_steps(phase: Any, ctx: RunContext, records: Sequence, stepper: Stepper) -> None:
     total = phase.total_steps(len(records))
     stepper.configure(total)
     first, cursor = ctx.start(phase, len(records))  # restores learner states on resume
     progress = ctx.progress(phase, total, headline=stepper.headline)
+
+    watch = GradientWatch(phase.name)
 
     def draw(count: int) -> list:
         return [records[i] for i in cursor.take(count)]
@@ -68,8 +106,13 @@ def run_steps(phase: Any, ctx: RunContext, records: Sequence, stepper: Stepper) 
         ctx.step += 1
         progress.step(phase_step, ctx.step, result.metrics, tokens=result.tokens,
                       sequences=result.sequences)
+        warning = watch.observe(result.metrics)
+        if warning:
+            print(warning, flush=True)
         ctx.after_step(phase, phase_step, cursor)
     stepper.finish()
+    if watch.summary():
+        ctx.warnings.append(watch.summary())
 
 
 # ───────────────────────────── the policy-gradient step ─────────────────────────────

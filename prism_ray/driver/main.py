@@ -9,9 +9,11 @@ from pathlib import Path
 from prism_ray.cluster import start_ray, stop_ray
 from prism_ray.config import RunConfig, dump_config
 from prism_ray.config.kinds import phase_kind
+from prism_ray.config.run import lr_summary
 from prism_ray.driver.assets import prepare_assets
 from prism_ray.driver.checkpoint import CheckpointManager, DriverState
 from prism_ray.driver.context import RunContext
+from prism_ray.driver.datasets import check_phase_data
 from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table
 from prism_ray.driver.plots import write_plots
 from prism_ray.driver.progress import text_table
@@ -38,7 +40,9 @@ def run(config: RunConfig, resume: bool = False) -> RunContext:
     status = "FAILED"  # anything that escapes below marks the MLflow run failed
     try:
         assets = prepare_assets(config, run_dir)
+        check_phase_data(config.phases, assets)
         print(plan_table(config))
+        print("[run] learning rates: " + "; ".join(lr_summary(config)))
         roles = Roles.build(config, assets)
         ctx = RunContext(config, run_dir, assets, roles, tracker, checkpoints)
         first = restore(ctx, *found) if found else 0
@@ -51,6 +55,8 @@ def run(config: RunConfig, resume: bool = False) -> RunContext:
                 continue
             run_phase(ctx, phase)
         status = "FINISHED"
+        for warning in ctx.warnings:
+            print(f"[run] WARNING: {warning}")
     finally:
         if roles is not None:
             roles.shutdown()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prism_ray.config.phases import DAPO, RLVRPhase
-from prism_ray.driver.datasets import load_records
+from prism_ray.driver.datasets import phase_records
 from prism_ray.driver.loop import (
     Collected,
     Draw,
@@ -30,7 +30,7 @@ HEADLINE = ("rollout/reward", "rollout/accuracy", "rollout/format_rate", "rollou
 
 
 def run_rlvr(phase: RLVRPhase, ctx) -> None:
-    prompts = load_records("rlvr", phase.data, ctx.assets.dataset_dir)
+    prompts = phase_records(phase, ctx.assets)
     print(f"[{phase.name}] {phase.algorithm.name.upper()}: {len(prompts)} prompts, "
           f"{phase.steps} steps × {phase.prompts_per_step} prompts × {phase.samples_per_prompt}")
     run_steps(phase, ctx, prompts, RLVRStepper(phase, ctx, HEADLINE))

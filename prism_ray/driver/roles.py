@@ -8,11 +8,18 @@ adds or removes rollout workers between steps and brings newcomers to the curren
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prism_ray.config import RunConfig
 from prism_ray.config.kinds import phase_kind
 from prism_ray.driver.assets import RunAssets
+
+if TYPE_CHECKING:  # the actor modules import Ray and torch: only where a role is built
+    from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
+    from prism_ray.actors.policy_group import PolicyLearnerGroup
+    from prism_ray.actors.rollout_pool import RolloutPool
+    from prism_ray.actors.verifier import VerifierPool
+    from prism_ray.sync.coordinator import WeightSync
 
 
 def needed_roles(config: RunConfig) -> set[str]:
@@ -47,11 +54,11 @@ def sync_backend(config: RunConfig) -> str:
 @dataclass
 class Roles:
     config: RunConfig
-    policy: Any = None  # PolicyLearnerGroup
-    rollout: Any = None  # RolloutPool
-    verifier: Any = None  # VerifierPool
-    discriminator: Any = None  # DiscriminatorLearnerGroup
-    sync: Any = None  # WeightSync
+    policy: PolicyLearnerGroup | None = None
+    rollout: RolloutPool | None = None
+    verifier: VerifierPool | None = None
+    discriminator: DiscriminatorLearnerGroup | None = None
+    sync: WeightSync | None = None
 
     @classmethod
     def build(cls, config: RunConfig, assets: RunAssets, log=print) -> Roles:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from prism_ray.algo import SFTAggregation
 from prism_ray.config.phases import SFTPhase
 from prism_ray.driver.context import RunContext
-from prism_ray.driver.datasets import load_records
+from prism_ray.driver.datasets import phase_records
 from prism_ray.driver.loop import Draw, StepResult, Timer, run_steps
 
 
 def run_sft(phase: SFTPhase, ctx: RunContext) -> None:
-    demos = load_records("sft", phase.data, ctx.assets.dataset_dir, sft_sources=phase.sources)
+    demos = phase_records(phase, ctx.assets)
     print(f"[{phase.name}] {len(demos)} demonstrations, {phase.total_steps(len(demos))} steps "
           f"of {phase.batch_size}")
     run_steps(phase, ctx, demos, SFTStepper(phase, ctx))
