@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -100,6 +102,24 @@ def test_processor_round_trips_without_torchvision(tiny_pair, tmp_path):
     b = again(text=[text], images=[red_circle()], return_tensors="pt")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_plain_autoprocessor_loads_an_export_that_takes_images(tiny_pair, tmp_path):
+    """What a user of the exported model runs, in a fresh interpreter without prism_ray."""
+    load_processor(tiny_pair[0]).save_pretrained(tmp_path)
+    code = (
+        "import sys; from PIL import Image; from transformers import AutoProcessor\n"
+        f"p = AutoProcessor.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)\n"
+        "m = [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'hi'}]}]\n"
+        "t = p.apply_chat_template(m, add_generation_prompt=True)\n"
+        "out = p(text=[t], images=[Image.new('RGB', (64, 64))], return_tensors='pt')\n"
+        "assert 'prism_ray' not in sys.modules\n"
+        "print(type(p).__name__, tuple(out['image_grid_thw'][0].tolist()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ImageOnlyQwen3VLProcessor", "(1,", "8,", "8)"]
 
 
 @pytest.mark.parametrize("side", [64, 96])

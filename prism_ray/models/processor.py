@@ -50,3 +50,10 @@ def load_processor(path: str | Path):
         return ImageOnlyQwen3VLProcessor.from_pretrained(str(path))
     except (OSError, ValueError, TypeError, ImportError):
         return AutoProcessor.from_pretrained(str(path))
+
+
+# Exports name this class in processor_config.json; registering it makes save_pretrained ship
+# this module beside the checkpoint with an ``auto_map`` entry, so plain
+# ``AutoProcessor.from_pretrained(export, trust_remote_code=True)`` returns a processor that
+# takes images (without it, AutoProcessor falls back to the bare tokenizer).
+ImageOnlyQwen3VLProcessor.register_for_auto_class("AutoProcessor")
