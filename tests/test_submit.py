@@ -69,6 +69,27 @@ def test_prepare_builds_entrypoint_and_runtime_env(tmp_path):
     assert sub.submission_id.startswith("prism-tiny-")
 
 
+def test_tokens_and_ray_temp_inside_the_upload_stay_here(tmp_path, monkeypatch):
+    (tmp_path / "r.yaml").write_text("name: prism-tiny\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "secrets" / "tok"))
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "scratch"))
+    sub = prepare(SubmitRequest(recipe=str(tmp_path / "r.yaml"), working_dir=str(tmp_path)))
+    excludes = sub.runtime_env["excludes"]
+    assert "/secrets/tok" in excludes and "/scratch" in excludes
+    assert {"auth_token", "*.token", ".ray"} <= set(excludes)
+
+
+def test_jobs_on_this_machine_run_this_interpreter():
+    import sys
+
+    from prism_ray.jobs.submit import local_python
+
+    assert local_python("http://127.0.0.1:8265") == sys.executable
+    assert local_python("localhost:8265") == sys.executable
+    assert local_python("http://head.cluster:8265") == "python"
+    assert local_python(None) == "python"
+
+
 def test_prepare_refuses_recipe_outside_working_dir(tmp_path, capsys):
     rc = main(["submit", "recipes/tiny.yaml", "--working-dir", str(tmp_path),
                "--address", "http://127.0.0.1:9"])

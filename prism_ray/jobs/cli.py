@@ -33,8 +33,9 @@ def add_submit_parser(sub) -> None:
                    help="directory uploaded with the job (default: the project root)")
     p.add_argument("--env", action="append", type=_key_value, default=[], metavar="K=V",
                    help="environment variable of the job (repeatable)")
-    p.add_argument("--python", default="python",
-                   help="interpreter on the cluster's nodes that has prism-ray's dependencies")
+    p.add_argument("--python", default=None,
+                   help="interpreter on the cluster's nodes that has prism-ray's dependencies "
+                        "(default: this interpreter for a cluster on this machine, else python)")
     p.add_argument("--pip", action="append", default=[], metavar="REQ",
                    help="install into the job's runtime env (repeatable; slow, prefer an image)")
     p.add_argument("--dry-run", action="store_true",
@@ -64,13 +65,14 @@ def run_submit(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from prism_ray.jobs.client import connect
-    from prism_ray.jobs.submit import SubmitRequest, prepare, submit
+    from prism_ray.jobs.submit import SubmitRequest, local_python, prepare, submit
 
     # Config errors surface here, before any network call (ConfigError → exit 2 in main,
     # with the message of `prism-ray config validate`).
     submission = prepare(SubmitRequest(
         recipe=args.recipe, overrides=args.overrides, cluster=args.cluster,
-        working_dir=args.working_dir, python=args.python, env=dict(args.env), pip=args.pip,
+        working_dir=args.working_dir, python=args.python or local_python(args.address),
+        env=dict(args.env), pip=args.pip,
         dry_run=args.dry_run, submission_id=args.submission_id,
     ))
     client = connect(_address(args))

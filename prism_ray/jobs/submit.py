@@ -8,21 +8,29 @@ checked out here (minus virtualenvs, runs, data and wheels, which stay small-upl
 
 from __future__ import annotations
 
+import os
 import shlex
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from prism_ray.config import load_config
 from prism_ray.jobs.client import JobsError
 
 # gitignore-style patterns relative to the working dir. Data and checkpoints live on the
 # cluster's storage; uploading them would hit Ray's package size limit (and be slow).
+# Secrets (token files) and Ray's session folders never leave this machine.
 UPLOAD_EXCLUDES = (
     ".git", ".venv*", "runs", "outputs", "mlruns", "data", "wheels", ".whl-*", "build", "dist",
     "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.db",
+    "auth_token", "*.token", ".ray", "ray_tmp*", "session_*",
 )
+# Environment variables naming files or folders that must not be uploaded where they lie
+# inside the working dir: Ray's token file and temp root.
+PRIVATE_PATH_VARS = ("RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR")
 JOIN_CLUSTER = "cluster.address=auto"
 
 
@@ -81,12 +89,33 @@ def default_working_dir() -> Path:
 def _runtime_env(root: Path, config_env: dict[str, str], request: SubmitRequest) -> dict:
     # Command-line --env wins over the config's cluster.env_vars.
     env = {**config_env, **request.env}
-    runtime_env: dict = {"working_dir": str(root), "excludes": list(UPLOAD_EXCLUDES)}
+    runtime_env: dict = {"working_dir": str(root),
+                         "excludes": [*UPLOAD_EXCLUDES, *_private_paths(root)]}
     if env:
         runtime_env["env_vars"] = env
     if request.pip:
         runtime_env["pip"] = list(request.pip)
     return runtime_env
+
+
+def _private_paths(root: Path) -> list[str]:
+    """Token file and Ray temp folder, as upload excludes, where they lie inside ``root``."""
+    out = []
+    for var in PRIVATE_PATH_VARS:
+        value = os.environ.get(var)
+        if value:
+            try:
+                out.append("/" + Path(value).resolve().relative_to(root).as_posix())
+            except ValueError:
+                continue
+    return out
+
+
+def local_python(address: str | None) -> str:
+    """The interpreter a job should run: this one (which has prism-ray's dependencies) when
+    the cluster is on this machine, else ``python`` from the nodes' PATH."""
+    host = urlparse(address if address and "//" in address else f"//{address or ''}").hostname
+    return sys.executable if host in ("127.0.0.1", "localhost", "::1") else "python"
 
 
 def _inside(root: Path, path: str, what: str) -> str:
