@@ -19,9 +19,14 @@ ACTOR_ENV = {
     "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
 }
 
+# Plain text in logs: Ray wraps every actor's log prefix in colour codes unless told not to.
+_DRIVER_ENV = {"RAY_COLOR_PREFIX": "0"}
+
 # Ray's "local cluster" switch: with clustering off, a local head binds to 127.0.0.1 instead
 # of the machine's external interface, so nothing of a laptop/CI run is reachable from outside.
-_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Token auth is what Ray does by default for a local cluster; saying so explicitly keeps Ray
+# from warning about that default in every run's log.
+_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
 
 
 def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> tuple[dict, bool]:
@@ -31,6 +36,8 @@ def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> tuple[dict,
 
     if ray.is_initialized():
         return ray.cluster_resources(), False
+    for key, value in _DRIVER_ENV.items():
+        os.environ.setdefault(key, value)
     runtime_env = {"env_vars": {**ACTOR_ENV, **cluster.env_vars}}
     if cluster.address is None:
         for key, value in _LOCAL_ONLY.items():
