@@ -6,6 +6,7 @@ submission side never imports the driver.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from prism_ray.config.run import ClusterConfig
@@ -24,9 +25,12 @@ _DRIVER_ENV = {"RAY_COLOR_PREFIX": "0"}
 
 # Ray's "local cluster" switch: with clustering off, a local head binds to 127.0.0.1 instead
 # of the machine's external interface, so nothing of a laptop/CI run is reachable from outside.
-# Token auth is what Ray does by default for a local cluster; saying so explicitly keeps Ray
-# from warning about that default in every run's log.
-_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+# Ray logs a warning in every run that token auth is on by default for a local cluster. It
+# stays on; only the notice is muted. (Setting RAY_AUTH_MODE here instead would come too late:
+# Ray reads it when it is imported, and a mismatch keeps the GCS from starting.)
+_NOTICE_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
 
 
 def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> tuple[dict, bool]:
@@ -42,6 +46,8 @@ def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> tuple[dict,
     if cluster.address is None:
         for key, value in _LOCAL_ONLY.items():
             os.environ.setdefault(key, value)
+        for name in _NOTICE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         ray.init(
             num_cpus=cluster.num_cpus,
             num_gpus=cluster.num_gpus,
