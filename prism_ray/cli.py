@@ -9,6 +9,7 @@ import sys
 
 from prism_ray.config import ConfigError, dump_config, load_config
 from prism_ray.config.run import lr_summary
+from prism_ray.evaluation_cli import add_eval_parser, run_eval_command
 from prism_ray.jobs.cli import add_jobs_parser, add_submit_parser
 
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--ablations", default=None,
                             help="comma-separated: dense,text_only,no_sft,hard_routing")
     experiment.add_argument("--out", default=None, help="output directory")
+    add_eval_parser(sub)
     add_submit_parser(sub)
     add_jobs_parser(sub)
     return parser
@@ -113,6 +115,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(load_config(None, overrides))
     if args.command == "experiment":
         return _experiment(args)
+    if args.command == "eval":
+        return run_eval_command(args)
     if args.command in ("submit", "jobs"):
         from prism_ray.jobs import cli as jobs_cli
 
