@@ -3,6 +3,8 @@
     python bench/run_report.py runs/<name> [--skip 1]
 
 --skip drops each phase's first steps (warm-up: engine start, compilation, allocator growth).
+The summary is ``prism-ray report``'s (``prism_ray/driver/summary.py``), followed by the
+median, min and max of the benchmark's metrics.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from collections import defaultdict
 from pathlib import Path
+
+from prism_ray.driver.summary import by_phase, read_records, run_summary
 
 SHOWN = ("timing/rollout", "timing/score", "timing/discriminator", "timing/policy",
          "timing/sync", "timing/step", "throughput/tokens_per_s",
@@ -24,13 +27,14 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--skip", type=int, default=1)
     args = parser.parse_args()
-    rows = [json.loads(x) for x in (Path(args.run_dir) / "metrics.jsonl").read_text().splitlines()]
-    phases: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        phase = next(k.split("/")[0] for k in row if "/" in k)
-        phases[phase].append(row)
+    run_dir = Path(args.run_dir)
+    records = read_records(run_dir / "metrics.jsonl")
+    evaluations_file = run_dir / "evaluations.json"
+    evaluations = json.loads(evaluations_file.read_text()) if evaluations_file.exists() else []
+    print(run_summary(records, evaluations, skip=args.skip, title=str(run_dir)))
+    print()
     print(f"{'phase':<12} {'metric':<32} {'median':>12} {'min':>12} {'max':>12}  steps")
-    for phase, steps in phases.items():
+    for phase, steps in by_phase(records).items():
         kept = steps[args.skip:] or steps
         for name in SHOWN:
             values = [r[f"{phase}/{name}"] for r in kept if f"{phase}/{name}" in r]

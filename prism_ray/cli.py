@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the embedded default (tiny model, synthetic task)")
     demo.add_argument("--out", default="runs/demo", help="run directory")
     demo.add_argument("overrides", nargs="*")
+    for p in (run, demo):
+        p.add_argument("--verbose", action="store_true",
+                       help="show the actors' output and the libraries' INFO lines")
+    report = sub.add_parser("report", help="summarise a run directory (finished or running) "
+                                           "and write its plots")
+    report.add_argument("run_dir")
+    report.add_argument("--skip", type=int, default=0, help="drop each phase's first steps")
     experiment = sub.add_parser(
         "experiment", help="PRISM → RLVR against SFT → RLVR over seeds, one run per arm × seed")
     experiment.add_argument("recipe", nargs="?", default=None, metavar="EXPERIMENT",
@@ -108,11 +115,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "model":
         return _tiny_models(args)
     if args.command == "run":
-        return _run(load_config(args.recipe, args.overrides, args.cluster), args.resume)
+        return _run(load_config(args.recipe, args.overrides, args.cluster), args.resume,
+                    args.verbose)
     if args.command == "demo":
         overrides = [f"output_dir={args.out}", *args.overrides]
         # The schema defaults ARE the embedded default run.
-        return _run(load_config(None, overrides))
+        return _run(load_config(None, overrides), verbose=args.verbose)
+    if args.command == "report":
+        from prism_ray.driver.summary import report_command
+
+        return report_command(args.run_dir, skip=args.skip)
     if args.command == "experiment":
         return _experiment(args)
     if args.command == "eval":
@@ -191,12 +203,12 @@ def _experiment(args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides), out=args.out))
 
 
-def _run(config, resume: bool = False) -> int:
+def _run(config, resume: bool = False, verbose: bool = False) -> int:
     from prism_ray.data.errors import DataError
     from prism_ray.driver.main import run
 
     try:
-        run(config, resume=resume)
+        run(config, resume=resume, verbose=verbose)
     except DataError as e:  # the pre-flight names the phase, file and row
         print(f"prism-ray: {e}", file=sys.stderr)
         return 2

@@ -12,17 +12,22 @@ from prism_ray.config.kinds import phase_kind
 from prism_ray.config.run import lr_summary
 from prism_ray.driver.assets import prepare_assets
 from prism_ray.driver.checkpoint import CheckpointManager, DriverState
+from prism_ray.driver.console import Quiet, actor_log_dir, close_bars
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import check_phase_data
 from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table
 from prism_ray.driver.plots import write_plots
 from prism_ray.driver.progress import text_table
 from prism_ray.driver.roles import Roles
+from prism_ray.driver.summary import phase_stats, phase_summary, read_records, run_summary
 from prism_ray.driver.tracking import Tracker
 
 
-def run(config: RunConfig, resume: bool = False) -> RunContext:
+def run(config: RunConfig, resume: bool = False, verbose: bool = False) -> RunContext:
+    """Run a recipe. ``verbose``: show the actors' output and the libraries' INFO lines
+    (otherwise they stay in Ray's log folder)."""
     started = time.time()
+    quiet = Quiet(verbose)
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(config))
@@ -34,8 +39,11 @@ def run(config: RunConfig, resume: bool = False) -> RunContext:
     tracker = Tracker(config, run_dir, run_id=found[1].tracking_run_id if found else None)
     tracker.log_artifact(run_dir / "config.yaml")
     print(f"[run] tracking: {tracker.uri if tracker.enabled else 'off'}")
-    resources, connected = start_ray(config.cluster)
+    resources, connected = start_ray(config.cluster, log_to_driver=verbose)
     print(f"[run] Ray cluster: {_describe(resources)}")
+    if not verbose:
+        print(f"[run] actor logs: {actor_log_dir() or 'Ray session folder'} "
+              "(--verbose shows them here)")
     roles = None
     status = "FAILED"  # anything that escapes below marks the MLflow run failed
     try:
@@ -55,14 +63,16 @@ def run(config: RunConfig, resume: bool = False) -> RunContext:
                 continue
             run_phase(ctx, phase)
         status = "FINISHED"
-        for warning in ctx.warnings:
-            print(f"[run] WARNING: {warning}")
+        print(run_summary(read_records(ctx.metrics_file), ctx.evaluations, ctx.warnings,
+                          wall_s=ctx.phase_wall_s, title=f"{config.name}: summary"))
     finally:
+        close_bars()
         if roles is not None:
             roles.shutdown()
         if connected:
             stop_ray()
         tracker.end(status)
+        quiet.restore()
     print(f"[run] done in {time.time() - started:.1f}s")
     return ctx
 
@@ -78,11 +88,19 @@ def run_phase(ctx: RunContext, phase) -> None:
     kind = phase_kind(phase.kind)
     kind.load_runner()(phase, ctx)
     ctx.phase_wall_s[phase.name] = time.time() - phase_started
+    print_phase_summary(ctx, phase.name)
     if not kind.evaluation:
         evaluate_if_new(ctx, phase.name)
         ctx.end_phase(phase)
     write_outputs(ctx)
     print(f"[run] phase {phase.name} done in {time.time() - phase_started:.1f}s")
+
+
+def print_phase_summary(ctx: RunContext, name: str) -> None:
+    """What a training phase did (nothing for a phase that records no steps)."""
+    records = [r for r in read_records(ctx.metrics_file) if f"{name}/timing/step" in r]
+    if records:
+        print(phase_summary(phase_stats(name, records, wall_s=ctx.phase_wall_s.get(name))))
 
 
 def _starts_from_checkpoint(config: RunConfig) -> bool:

@@ -1,9 +1,11 @@
 """Progress output and the metrics record of a run.
 
-Every step prints one line (step/total, key metrics, tokens/s, ETA) that reads the same in a
-terminal and in a log file, and appends all of its metrics as one JSON line to
-``metrics.jsonl`` in the run directory. Keys are ``phase/role/name``; timers
-``phase/timing/section``.
+Every step appends all of its metrics as one JSON line to ``metrics.jsonl`` in the run
+directory and hands them to the tracking sink. Keys are ``phase/role/name``; timers
+``phase/timing/section``. On the console a step moves the phase's live bar (a terminal) or,
+in a log file, prints one line (step/total, headline metrics, tokens/s, ETA) every few steps
+or seconds, the first and last step of a phase always (``driver/console.py`` says how to
+change that).
 
 Every training step of every phase records the same timing sections (``SECTIONS``, zero where
 a phase has no such work, plus ``step``, their sum) and the same throughput fields
@@ -14,10 +16,14 @@ column for column.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+
+from prism_ray.driver.console import LineThrottle, PhaseBar, ProgressSettings
 
 MetricsSink = Callable[[dict[str, float], int], None]
 
@@ -33,20 +39,33 @@ def text_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-def _fmt_seconds(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
+def fmt_seconds(seconds: float) -> str:
+    seconds = round(max(seconds, 0))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class PhaseProgress:
+    """One phase's steps: the metrics record (every step) and the console (a live bar, or
+    throttled lines). ``settings`` default to the environment (``ProgressSettings.from_env``);
+    ``stream`` to stdout; ``clock`` paces the throttled lines."""
+
     def __init__(self, phase: str, total_steps: int, metrics_file: Path,
-                 headline: tuple[str, ...] = (), sink: MetricsSink | None = None) -> None:
+                 headline: tuple[str, ...] = (), sink: MetricsSink | None = None,
+                 settings: ProgressSettings | None = None, stream: IO[str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.phase, self.total = phase, total_steps
         self.metrics_file = metrics_file
         self.sink = sink
         self.headline = headline
         self.started = time.perf_counter()
         self.timings: dict[str, float] = {}
+        self.stream = sys.stdout if stream is None else stream
+        settings = ProgressSettings.from_env() if settings is None else settings
+        self.mode = settings.resolved_mode(self.stream)
+        every = 1 if self.mode == "all" else settings.every_steps
+        self.throttle = LineThrottle(total_steps, every, settings.every_seconds, clock)
+        self.bar = PhaseBar(phase, total_steps, self.stream) if self.mode == "bar" else None
+        self.first: int | None = None  # first phase step this process ran (resume: mid-way)
 
     @contextmanager
     def timer(self, section: str):
@@ -69,19 +88,40 @@ class PhaseProgress:
         record[f"{self.phase}/throughput/sequences_per_s"] = sequences / max(elapsed, 1e-9)
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"step": step, "phase_step": phase_step, **record}) + "\n")
-        print(self._line(phase_step, metrics, tokens, elapsed), flush=True)
+        self._show(phase_step, metrics, tokens, elapsed)
         if self.sink is not None:
             self.sink(record, step)
         self.timings = {}
         return record
 
+    def close(self) -> None:
+        """End the console display early (a phase that stops before its last step)."""
+        if self.bar is not None:
+            self.bar.close()
+
+    def _show(self, phase_step: int, metrics: dict[str, float], tokens: int,
+              elapsed: float) -> None:
+        if self.first is None:
+            self.first = phase_step
+        if self.bar is not None:
+            speed = f"{tokens / max(elapsed, 1e-9):.0f} tok/s" if tokens else ""
+            self.bar.update(phase_step, ", ".join(x for x in (speed, self._headline(metrics))
+                                                  if x))
+        elif self.mode != "off" and self.throttle.due(phase_step + 1):
+            print(self._line(phase_step, metrics, tokens, elapsed), file=self.stream,
+                  flush=True)
+
+    def _headline(self, metrics: dict[str, float]) -> str:
+        return " ".join(f"{k.split('/')[-1]} {metrics[k]:.3g}" for k in self.headline
+                        if k in metrics)
+
     def _line(self, phase_step: int, metrics: dict[str, float], tokens: int,
               elapsed: float) -> str:
         done = phase_step + 1
-        rate = (time.perf_counter() - self.started) / done
-        shown = " ".join(f"{k.split('/')[-1]} {metrics[k]:.3g}" for k in self.headline
-                         if k in metrics)
+        # Time per step of the steps this process ran (a resumed phase did not run the others).
+        rate = (time.perf_counter() - self.started) / (done - (self.first or 0))
+        shown = self._headline(metrics)
         speed = f", {tokens / max(elapsed, 1e-9):.0f} tok/s" if tokens else ""
-        eta = _fmt_seconds(rate * (self.total - done))
+        eta = fmt_seconds(rate * (self.total - done))
         return (f"[{self.phase}] step {done}/{self.total} {shown} | {elapsed:.1f}s/step{speed}, "
                 f"ETA {eta}")
