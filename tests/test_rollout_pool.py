@@ -88,3 +88,33 @@ def test_unplaceable_pool_names_the_role(ray_cluster, tiny_pair):
     with pytest.raises(PlacementError, match="rollout"):
         RolloutPool(config(1, num_gpus=1.0), tiny_pair[0], seed=0, placement_timeout_s=2,
                     system_prompt=SYSTEM_PROMPT)
+
+
+@pytest.mark.parametrize("when", ["before_generation", "mid_generation"])
+def test_a_killed_worker_is_replaced_and_its_prompts_regenerated(ray_cluster, tiny_pair,
+                                                                  prompts, when):
+    """0 groups lost, 0 duplicated: every prompt position gets exactly its n samples; the
+    replacement is brought to the current weights (the hook) before it serves."""
+    import ray
+
+    joined = []
+    pool = RolloutPool(config(2, num_cpus=0.5), tiny_pair[0], seed=0, placement_timeout_s=60,
+                       system_prompt=SYSTEM_PROMPT,
+                       on_new_workers=lambda actors: (joined.extend(actors), sync(actors, 2)))
+    with pool:
+        sync(pool.group.actors, version=2)
+        victim = pool.group.actors[0]
+        if when == "before_generation":
+            ray.kill(victim, no_restart=True)
+            pending = pool.submit(prompts, PARAMS)
+        else:
+            pending = pool.submit(prompts, SamplingParams(n=2, max_tokens=24, seed=0))
+            ray.kill(victim, no_restart=True)
+        groups = pool.collect(pending, expect_version=2)
+        assert_groups(groups, prompts, 2)
+        samples = [(r.prompt_uid, r.sample_index) for g in groups for r in g]
+        assert len(samples) == len(set(samples)) == 2 * len(prompts)
+        assert pool.faults == {"workers_lost": 1, "prompts_requeued": 2}
+        assert len(joined) == 1 and pool.num_workers == 2
+        assert all(a._actor_id != victim._actor_id for a in pool.group.actors)
+        assert pool.weight_versions() == [2, 2]

@@ -124,6 +124,18 @@ class ActorGroup:
             remove_placement_group(member.group)
         del self._members[-count:]
 
+    def discard(self, actor: Any) -> None:
+        """Drop one actor (e.g. one that died) and release its resources; elastic groups."""
+        if self.gang:
+            raise RuntimeError(f"{self.role}: a gang-scheduled group cannot lose a member")
+        for i, member in enumerate(self._members):
+            if member.actor is actor or member.actor._actor_id == actor._actor_id:
+                ray.kill(member.actor, no_restart=True)
+                remove_placement_group(member.group)
+                del self._members[i]
+                return
+        raise ValueError(f"{self.role}: that actor is not a member")
+
     def shutdown(self) -> None:
         groups = {id(m.group): m.group for m in self._members}
         for member in self._members:

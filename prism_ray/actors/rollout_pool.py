@@ -14,12 +14,18 @@ do so with the returned handles before the next ``generate``. ``generate(...,
 expect_version=v)`` checks every rollout's ``weight_version`` and raises on a stale worker.
 ``remove_workers(k)`` stops the ``k`` most recently added workers; only between calls (no
 submission in flight), and at least one worker stays.
+
+Worker loss: when a worker dies before or during a call, ``collect`` drops it, starts a
+replacement (brought to the current weights by ``on_new_workers`` before it serves), and
+re-submits exactly the dead call's prompts to the live workers, so no group is lost and none
+is generated twice (groups are placed by prompt position). Up to ``MAX_REQUEUES`` rounds per
+collection; ``faults`` counts workers lost and prompts re-queued.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ from prism_ray.config.schema import RolloutConfig
 from prism_ray.types import RLPrompt, Rollout, SamplingParams
 
 ROLE = "rollout"
+MAX_REQUEUES = 3
 
 
 @dataclass
@@ -41,6 +48,9 @@ class PendingRollouts:
     refs: list[Any]  # one ObjectRef per worker call
     indices: list[list[int]]  # prompt positions each call covers
     costs: list[tuple[int, int]]  # (worker key, cost) to release on collection
+    prompts: list[RLPrompt] = field(default_factory=list)  # to re-queue a lost call
+    params: SamplingParams | None = None
+    actors: list[Any] = field(default_factory=list)  # the worker of each call
 
 
 class RolloutPool:
@@ -50,7 +60,7 @@ class RolloutPool:
         on_new_workers: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.config = config
-        self._on_new_workers = on_new_workers
+        self.on_new_workers = on_new_workers
         self.group = ActorGroup(
             ROLE, RolloutWorker, config.num_workers, config.resources, gang=False,
             placement_timeout_s=placement_timeout_s, env_vars=env_vars,
@@ -59,6 +69,7 @@ class RolloutPool:
                              system_prompt=system_prompt),
         )
         self._outstanding: dict[int, int] = {}  # id(actor handle) → samples in flight
+        self.faults = {"workers_lost": 0, "prompts_requeued": 0}
 
     # ── generation ──────────────────────────────────────────────
 
@@ -75,32 +86,64 @@ class RolloutPool:
     def submit(self, prompts: Sequence[RLPrompt], params: SamplingParams) -> PendingRollouts:
         actors = self.group.actors
         plan = self._assign(len(prompts), params.n, actors)
-        refs, indices, costs = [], [], []
+        refs, indices, costs, callees = [], [], [], []
         for actor, positions in zip(actors, plan):
             if not positions:
                 continue
             refs.append(actor.generate.remote([prompts[i] for i in positions], params))
             indices.append(positions)
             costs.append((id(actor), len(positions) * params.n))
+            callees.append(actor)
         for key, cost in costs:
             self._outstanding[key] = self._outstanding.get(key, 0) + cost
-        return PendingRollouts(len(prompts), refs, indices, costs)
+        return PendingRollouts(len(prompts), refs, indices, costs, list(prompts), params,
+                               callees)
 
     def collect(
-        self, pending: PendingRollouts, expect_version: int | None = None
+        self, pending: PendingRollouts, expect_version: int | None = None, _depth: int = 0
     ) -> list[list[Rollout]]:
+        results: list[Any] = []
+        lost: list[int] = []
         try:
-            results = ray.get(pending.refs)
+            for i, ref in enumerate(pending.refs):
+                try:
+                    results.append(ray.get(ref))
+                except ray.exceptions.RayActorError:
+                    results.append(None)
+                    lost.append(i)
         finally:
             for key, cost in pending.costs:
                 self._outstanding[key] = self._outstanding.get(key, 0) - cost
         ordered: list[list[Rollout]] = [[] for _ in range(pending.num_prompts)]
         for positions, groups in zip(pending.indices, results):
-            for position, group in zip(positions, groups, strict=True):
+            for position, group in zip(positions, groups or [], strict=groups is not None):
                 ordered[position] = group
+        if lost:
+            self._recover(pending, lost, ordered, _depth)
         if expect_version is not None:
             _check_versions(ordered, expect_version)
         return ordered
+
+    def _recover(self, pending: PendingRollouts, lost: list[int],
+                 ordered: list[list[Rollout]], depth: int) -> None:
+        """Replace the dead workers and regenerate exactly their prompts (see module doc)."""
+        if depth >= MAX_REQUEUES or not pending.actors:
+            raise RuntimeError(f"{ROLE}: workers kept dying ({len(lost)} call(s) lost after "
+                               f"{depth} re-queue rounds); giving up on this batch")
+        dead = {id(pending.actors[i]): pending.actors[i] for i in lost}
+        for actor in dead.values():
+            self._outstanding.pop(id(actor), None)
+            if any(a._actor_id == actor._actor_id for a in self.group.actors):
+                self.group.discard(actor)
+        self.faults["workers_lost"] += len(dead)
+        self.add_workers(len(dead))  # replacements hold the current weights before serving
+        positions = [p for i in lost for p in pending.indices[i]]
+        self.faults["prompts_requeued"] += len(positions)
+        print(f"[{ROLE}] {len(dead)} worker(s) lost; {len(positions)} prompt(s) re-queued on "
+              f"{self.num_workers} worker(s)", flush=True)
+        again = self.submit([pending.prompts[p] for p in positions], pending.params)
+        for position, group in zip(positions, self.collect(again, _depth=depth + 1)):
+            ordered[position] = group
 
     def _assign(self, num_prompts: int, n: int, actors: list[Any]) -> list[list[int]]:
         """Greedy least-loaded: each prompt (cost n) to the worker with the least work."""
@@ -122,8 +165,8 @@ class RolloutPool:
         """Start ``count`` workers (see the module doc for the weight contract)."""
         new = self.group.add(count)
         ray.get([actor.ready.remote() for actor in new])
-        if self._on_new_workers is not None:
-            self._on_new_workers(new)
+        if self.on_new_workers is not None:
+            self.on_new_workers(new)
         return new
 
     def remove_workers(self, count: int) -> None:

@@ -98,6 +98,9 @@ class Roles:
                 roles.verifier = VerifierPool(config.verifier, timeout, env_vars=env)
             if roles.policy is not None and roles.rollout is not None:
                 roles.sync = roles._connect_sync()
+                # Workers that join (a resize, or a replacement for a lost one) receive the
+                # current weights before they serve.
+                roles.rollout.on_new_workers = roles._bring_up_to_date
         except BaseException:
             roles.shutdown()
             raise
@@ -111,16 +114,19 @@ class Roles:
         sync.connect(self.rollout.group.actors)
         return sync
 
+    def _bring_up_to_date(self, _new_workers: list) -> None:
+        self.sync.connect(self.rollout.group.actors)
+        self.sync.push(self.sync.version)
+
     def resize_rollout(self, num_workers: int) -> None:
         """Scale rollout between steps; new workers receive the current weights at once."""
         current = self.rollout.num_workers
         if num_workers > current:
-            self.rollout.add_workers(num_workers - current)
+            self.rollout.add_workers(num_workers - current)  # synced by the pool's hook
         elif num_workers < current:
             self.rollout.remove_workers(current - num_workers)
-        if self.sync is not None:
-            self.sync.connect(self.rollout.group.actors)
-            self.sync.push(self.sync.version)
+            if self.sync is not None:
+                self.sync.connect(self.rollout.group.actors)
 
     def shutdown(self) -> None:
         for role in (self.rollout, self.verifier, self.policy, self.discriminator):
