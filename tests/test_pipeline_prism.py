@@ -36,7 +36,7 @@ def test_sft_warmup_align_rlvr_eval_in_one_job(ray_cluster, tmp_path):
             {"kind": "disc_warmup", "data": TINY, "steps": 3, "batch_size": 4,
              "optimizer": {"lr": 5e-4}},
             {"kind": "align", **SHORT, "steps": 2, "prompts_per_step": 2,
-             "samples_per_prompt": 4},
+             "samples_per_prompt": 4, "max_staleness": 1},
             {"kind": "rlvr", **SHORT, "steps": 2, "prompts_per_step": 2,
              "samples_per_prompt": 4},
             {"kind": "eval", **SHORT, "max_prompts": 8},
@@ -67,6 +67,8 @@ def test_sft_warmup_align_rlvr_eval_in_one_job(ray_cluster, tmp_path):
             "throughput/tokens_per_s", "throughput/sequences_per_s"}
         assert {f"{phase}/{f}" for f in fields} <= r.keys(), phase
     assert all(r["align/timing/discriminator"] > 0 and r["align/timing/sync"] > 0 for r in align)
+    # Alignment one step ahead: the second step trains on rollouts one version old.
+    assert [r["align/rollout/staleness_max"] for r in align] == [0.0, 1.0]
 
     # Every phase exported HF checkpoints; a phase boundary checkpoint was sealed each time.
     from transformers import AutoModelForImageTextToText

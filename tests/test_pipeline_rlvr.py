@@ -96,3 +96,16 @@ def test_grpo_with_zero3_learners_and_two_updates_per_step(ray_cluster, tmp_path
     assert ctx.version == 2
     # ... which earns no gradient at all: the run says so.
     assert ctx.warnings == ["grpo: 2 of 2 step(s) had no gradient — its weights did not learn"]
+
+
+def test_grpo_one_step_ahead_with_truncated_importance_sampling(ray_cluster, tmp_path):
+    """max_staleness 1: the next step's rollouts are generated while the learner updates;
+    every trained group is at most one version old, the first step's is fresh."""
+    phase = {**rlvr("grpo", {"name": "grpo", "rollout_correction": {"kind": "tis"}}),
+             "steps": 3, "max_staleness": 1}
+    ctx = run(load_config(recipe(tmp_path, 2, [phase], tracking={"enabled": False})))
+    rows = records(ctx.run_dir)
+    assert [r["grpo/rollout/staleness_max"] for r in rows] == [0.0, 1.0, 1.0]
+    assert all(r["grpo/rollout/stale_groups_dropped"] == 0 for r in rows)
+    assert all("grpo/policy/is_ratio_max" in r for r in rows)
+    assert ctx.version == 3  # one sync per step, as in the synchronous loop

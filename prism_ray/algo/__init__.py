@@ -4,6 +4,12 @@ Every loss takes tensors with documented shapes and returns (loss, metrics: dict
 """
 
 from prism_ray.algo.advantages import group_advantages, group_mean_std
+from prism_ray.algo.correction import (
+    ROLLOUT_CORRECTIONS,
+    CorrectionConfig,
+    register_correction,
+    rollout_correction,
+)
 from prism_ray.algo.dapo import dynamic_sampling_mask, kept_group_ids, overlong_penalty
 from prism_ray.algo.diagnostics import kl_estimates, kl_metrics, masked_entropy
 from prism_ray.algo.discriminator import SCORE_LIMIT, bradley_terry_loss, clip_scores
@@ -25,8 +31,10 @@ from prism_ray.algo.sft import SFTAggregation, sft_loss, shift_for_next_token
 __all__ = [
     "SCORE_LIMIT",
     "POLICY_LOSSES",
+    "ROLLOUT_CORRECTIONS",
     "Aggregation",
     "ClipConfig",
+    "CorrectionConfig",
     "PolicyLoss",
     "SFTAggregation",
     "aggregate",
@@ -48,7 +56,9 @@ __all__ = [
     "ppo_clip_loss",
     "policy_loss_fn",
     "prism_advantages",
+    "register_correction",
     "register_policy_loss",
+    "rollout_correction",
     "rlvr_reward",
     "sft_loss",
     "shift_for_next_token",

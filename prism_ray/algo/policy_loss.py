@@ -12,6 +12,7 @@ from enum import Enum
 
 import torch
 
+from prism_ray.algo.correction import CorrectionConfig, rollout_correction
 from prism_ray.algo.diagnostics import MAX_LOG_RATIO, kl_estimates, kl_metrics, masked_entropy
 from prism_ray.algo.masking import broadcast_to_tokens, masked_mean, masked_sum
 from prism_ray.algo.registry import policy_loss_fn, register_policy_loss
@@ -53,6 +54,7 @@ class ClipConfig:
     dual_clip: float | None = 3.0
     aggregation: Aggregation = Aggregation.TOKEN_MEAN
     kl_coef: float = 0.0  # KL(pi_theta || pi_ref) loss weight (k3); off in every PRISM stage
+    correction: CorrectionConfig = CorrectionConfig()  # vs the rollout engine's log-probs
 
     def __post_init__(self) -> None:
         if self.eps_low < 0 or self.eps_high < 0:
@@ -167,9 +169,17 @@ def _finish(
     ratio = log_ratio.exp()
     token_adv = broadcast_to_tokens(advantages.detach().to(ratio.dtype), ratio)
     token_loss, active = clipped_surrogate(ratio, token_adv, config)
+    metrics: dict[str, float] = {}
+    if rollout_log_probs is not None:
+        # Rollout correction: a dropped token weighs 0 but still counts in the normaliser, so
+        # the micro-batch weighting of the learner stays exact.
+        weight, keep, is_metrics = rollout_correction(old_log_probs, rollout_log_probs, mask,
+                                                      config.correction)
+        token_loss = token_loss * weight * keep.to(token_loss.dtype)
+        metrics.update(is_metrics)
     pg_loss = aggregate(token_loss, mask, config.aggregation)
     loss = pg_loss
-    metrics = {"pg_loss": pg_loss.item()}
+    metrics["pg_loss"] = pg_loss.item()
     if config.kl_coef > 0.0:
         if ref_log_probs is None:
             raise ValueError("kl_coef > 0 needs ref_log_probs")
@@ -223,11 +233,15 @@ class PolicyLoss:
         """From any settings object with ``loss``, ``clip_low``, ``clip_high`` and
         ``loss_aggregation`` (and optionally ``dual_clip``, ``kl_coef``): an RLVR algorithm
         or the alignment phase."""
+        correction = getattr(settings, "rollout_correction", None)
         return cls(settings.loss, ClipConfig(
             eps_low=settings.clip_low, eps_high=settings.clip_high,
             dual_clip=getattr(settings, "dual_clip", None),
             kl_coef=getattr(settings, "kl_coef", 0.0),
-            aggregation=Aggregation(settings.loss_aggregation.value)))
+            aggregation=Aggregation(settings.loss_aggregation.value),
+            correction=CorrectionConfig() if correction is None else CorrectionConfig(
+                kind=correction.kind, cap=correction.cap, low=correction.low,
+                high=correction.high)))
 
     @property
     def per_token(self) -> bool:

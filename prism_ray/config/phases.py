@@ -78,6 +78,29 @@ LossName = Annotated[str, AfterValidator(_registered_loss)]
 _LOSS_HELP = "registered policy loss (prism_ray.algo.registry): ppo_clip | gspo | your own"
 
 
+def _registered_correction(name: str) -> str:
+    from prism_ray.algo.correction import correction_fn
+
+    correction_fn(name)
+    return name
+
+
+class RolloutCorrection(Frozen):
+    """Importance correction against the rollout engine's behaviour log-probs
+    (``prism_ray.algo.correction``; docs/async.md says when to use which)."""
+
+    kind: Annotated[str, AfterValidator(_registered_correction)] = Field(
+        "none", description="none | tis (truncated IS, weight min(rho, cap)) | mis_token | "
+                            "mis_seq (masked IS: drop tokens / sequences with rho outside "
+                            "[low, high])")
+    cap: Float = Field(2.0, gt=0, description="tis: the largest token weight")
+    low: Float = Field(0.5, gt=0, lt=1, description="mis_*: smallest kept ratio")
+    high: Float = Field(2.0, gt=1, description="mis_*: largest kept ratio")
+
+
+_CORRECTION_HELP = "importance correction against the rollout engine's log-probs"
+
+
 def _with_optimizer_defaults(data, handler, defaults: dict[str, OptimizerConfig]):
     """Validate a phase whose optimizer fields default to ``defaults`` (field → the phase's
     published setting).
@@ -174,6 +197,10 @@ class PolicyGradientPhase(PhaseBase):
     updates_per_step: Int = Field(
         1, ge=1, description="optimizer steps per rollout batch: the batch is cut into this "
         "many mini-batches with the old log-probs held fixed (PPO-style); 1 = on-policy")
+    max_staleness: Int = Field(
+        0, ge=0, le=8, description="asynchronous steps: the rollout workers generate up to "
+        "this many steps ahead while the learner updates; a sample is never more than this "
+        "many weight versions old (0: synchronous). See docs/async.md")
 
     def total_steps(self, num_records: int) -> int:
         return self.steps
@@ -203,6 +230,8 @@ class AlignPhase(PolicyGradientPhase):
     alpha: Float = Field(0.5, ge=0, le=1, description="perception vs reasoning advantage mix")
     beta: Float = Field(1.5, ge=0, description="format penalty")
     loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
+    rollout_correction: RolloutCorrection = Field(RolloutCorrection(),
+                                                  description=_CORRECTION_HELP)
     clip_eps: Float = Field(0.2, gt=0, lt=1, description="symmetric ratio clip")
     dual_clip: Float = Field(3.0, gt=1, description="must exceed 1 + clip_eps")
     loss_aggregation: LossAggregation = LossAggregation.token_mean
@@ -271,6 +300,8 @@ def _check_dual_clip(dual_clip: float | None, clip_high: float, clip_name: str) 
 class GRPO(Frozen):
     name: Literal["grpo"] = "grpo"
     loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
+    rollout_correction: RolloutCorrection = Field(RolloutCorrection(),
+                                                  description=_CORRECTION_HELP)
     clip_low: Float = Field(0.2, gt=0, lt=1)
     clip_high: Float = Field(0.2, gt=0)
     dual_clip: Float | None = Field(3.0, gt=1, description="must exceed 1 + clip_high; null: off")
@@ -292,6 +323,8 @@ class GRPO(Frozen):
 class DAPO(Frozen):
     name: Literal["dapo"] = "dapo"
     loss: LossName = Field("ppo_clip", description=_LOSS_HELP)
+    rollout_correction: RolloutCorrection = Field(RolloutCorrection(),
+                                                  description=_CORRECTION_HELP)
     clip_low: Float = Field(0.2, gt=0, lt=1)
     clip_high: Float = Field(0.28, gt=0)
     dual_clip: Float | None = Field(10.0, gt=1, description="must exceed 1 + clip_high; null: off")
@@ -308,6 +341,8 @@ class DAPO(Frozen):
 class GSPO(Frozen):
     name: Literal["gspo"] = "gspo"
     loss: LossName = Field("gspo", description=_LOSS_HELP)
+    rollout_correction: RolloutCorrection = Field(RolloutCorrection(),
+                                                  description=_CORRECTION_HELP)
     clip_low: Float = Field(3e-4, gt=0, lt=1)
     clip_high: Float = Field(4e-4, gt=0)
     loss_aggregation: LossAggregation = LossAggregation.seq_mean_token_mean
@@ -346,6 +381,15 @@ class RLVRPhase(PolicyGradientPhase):
             else getattr(algorithm, "name", "grpo")
         default = _RLVR_OPTIMIZERS.get(name, _RLVR_OPTIMIZERS["grpo"])
         return _with_optimizer_defaults(data, handler, {"optimizer": default})
+
+    @model_validator(mode="after")
+    def _async_without_dynamic_sampling(self) -> RLVRPhase:
+        dynamic = getattr(self.algorithm, "dynamic_sampling", None)
+        if self.max_staleness > 0 and dynamic is not None:
+            raise ValueError("max_staleness > 0 is not supported with DAPO's dynamic "
+                             "sampling yet (its regeneration rounds are synchronous): set "
+                             "algorithm.dynamic_sampling: null or max_staleness: 0")
+        return self
 
 
 register_phase_kind(PhaseKind(

@@ -122,6 +122,11 @@ class RunConfig(Frozen):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"phase names must be unique; repeated: {duplicates}")
+        if self.rollout.resize_at and any(
+                getattr(p, "max_staleness", 0) > 0 for p in self.phases if p.enabled):
+            raise ValueError("rollout.resize_at cannot be combined with max_staleness > 0 yet "
+                             "(workers leave only between steps, and async phases always "
+                             "have rollouts in flight)")
         for phase in self.phases:
             accepted = phase_kind(phase.kind).data
             for source in phase.data:

@@ -89,16 +89,14 @@ class AlignStepper(PolicyGradientStepper):
         self.ctx.roles.discriminator.configure_optimizer(self.phase.disc_optimizer, total_steps)
 
     def collect(self, draw: Draw, timer: Timer) -> Collected:
-        prompts = draw(self.phase.prompts_per_step)
         roles = self.ctx.roles
-        with timer("rollout"):
-            groups = roles.rollout.generate(prompts, self.ctx.rollout_params(self.phase))
+        prompts, groups, staleness = self.generate(draw, timer, self.phase.prompts_per_step)
         items = [DiscriminatorItem.from_prompt(p, tuple(r.text for r in g))
                  for p, g in zip(prompts, groups)]
         with timer("score"):
             scores = roles.discriminator.score(items)
         return Collected(prompts, groups, (items, scores),
-                         rollout_metrics(prompts, groups, scores))
+                         {**rollout_metrics(prompts, groups, scores), **staleness})
 
     def advantages(self, batch: Collected) -> tuple[list[PolicySample], dict[str, float]]:
         _, scores = batch.scores

@@ -12,13 +12,17 @@ The policy-gradient step (alignment, RLVR) is one template with explicit seams::
     update       ``updates_per_step`` policy optimizer steps  (timing: policy)
     sync         push the new weights to the rollout workers  (timing: sync)
 
-A phase kind overrides ``collect``, ``advantages`` and ``critic``; the asynchronous and
-fault-tolerant loops extend ``collect``/``sync`` here, once, for every phase.
+A phase kind overrides ``collect``, ``advantages`` and ``critic``; ``collect`` draws its
+rollouts through ``generate``, which is where asynchrony lives, once, for every phase:
+with ``max_staleness: k`` > 0 the rollout workers are kept up to k steps ahead (the next
+steps' prompts are submitted before this step's update), so generation overlaps scoring and
+the update, and no sample is more than k weight versions old (docs/async.md).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -133,6 +137,15 @@ class Collected:
 
 
 @dataclass
+class Submitted:
+    """Rollouts asked for ahead of the step that trains on them."""
+
+    prompts: list[RLPrompt]
+    pending: Any  # actors.rollout_pool.PendingRollouts
+    version: int  # the weight version the learner had published when this was submitted
+
+
+@dataclass
 class PolicyGradientStepper:
     """The template of alignment and RLVR steps (see the module docstring)."""
 
@@ -142,6 +155,59 @@ class PolicyGradientStepper:
 
     def __post_init__(self) -> None:
         self.loss = PolicyLoss.from_settings(self.loss_settings())
+        self._ahead: deque[Submitted] = deque()
+        self._submitted = 0
+
+    # ── generation: synchronous, or up to max_staleness steps ahead ──────
+
+    def generate(self, draw: Draw, timer: Timer, count: int, round_index: int = 0
+                 ) -> tuple[list[RLPrompt], list[list[Rollout]], dict[str, float]]:
+        """``count`` prompts and their groups of rollouts, plus staleness metrics.
+
+        Synchronous when ``max_staleness`` is 0 (or for extra rounds of a step): draw,
+        generate, return. Otherwise the oldest submission is collected and the queue topped
+        up to ``max_staleness`` submissions in flight, so the workers generate the next
+        steps' rollouts while this step scores and updates. Workers run calls in order, so a
+        submission made at published version v is generated with v; a group older than
+        ``max_staleness`` versions at training time is dropped and counted (never trained on).
+        """
+        pool, k = self.ctx.roles.rollout, self.phase.max_staleness
+        if k == 0 or round_index > 0:
+            prompts = draw(count)
+            with timer("rollout"):
+                groups = pool.generate(prompts, self.ctx.rollout_params(self.phase, round_index))
+            return prompts, groups, {}
+        if not self._ahead:
+            self._submit(draw, count)
+        current = self._ahead.popleft()
+        while len(self._ahead) < k:
+            self._submit(draw, count)
+        with timer("rollout"):
+            groups = pool.collect(current.pending)
+        ages = [self.ctx.version - g[0].weight_version for g in groups if g]
+        keep = [age <= k for age in ages]
+        metrics = {"rollout/staleness_mean": sum(ages) / max(len(ages), 1),
+                   "rollout/staleness_max": float(max(ages, default=0)),
+                   "rollout/stale_groups_dropped": float(keep.count(False))}
+        prompts = [p for p, ok in zip(current.prompts, keep) if ok]
+        return prompts, [g for g, ok in zip(groups, keep) if ok], metrics
+
+    def _submit(self, draw: Draw, count: int) -> None:
+        prompts = draw(count)
+        self._submitted += 1
+        # A distinct sampling seed per submission: a function of the run, the step it was
+        # submitted at and its place in the queue, so a rerun samples the same.
+        params = self.ctx.rollout_params(self.phase, 1000 + len(self._ahead))
+        self._ahead.append(Submitted(prompts, self.ctx.roles.rollout.submit(prompts, params),
+                                     self.ctx.version))
+
+    def drain(self) -> int:
+        """Collect and discard what is still in flight (the phase ended); returns how many
+        submissions were dropped. Their prompts stay unused for this phase."""
+        dropped = len(self._ahead)
+        while self._ahead:
+            self.ctx.roles.rollout.collect(self._ahead.popleft().pending)
+        return dropped
 
     # ── seams a phase kind fills in ─────────────────────────────
 
@@ -173,6 +239,7 @@ class PolicyGradientStepper:
         batch = self.collect(draw, timer)
         metrics = dict(batch.metrics)
         metrics["rollout/num_workers"] = float(roles.rollout.num_workers)
+        metrics.update({f"rollout/{k}": float(v) for k, v in roles.rollout.faults.items()})
         if batch.empty:
             metrics["policy/skipped_update"] = 1.0
             return StepResult(metrics)
@@ -192,4 +259,8 @@ class PolicyGradientStepper:
                           sequences=len(samples))
 
     def finish(self) -> None:
-        pass  # every step already synced its weights
+        # Every step already synced its weights; rollouts generated ahead are not trained on.
+        dropped = self.drain()
+        if dropped:
+            print(f"[{self.phase.name}] {dropped} rollout batch(es) generated ahead were not "
+                  "needed: the phase ended")

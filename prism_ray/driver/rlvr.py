@@ -49,6 +49,7 @@ class RLVRStepper(PolicyGradientStepper):
         else:
             scored, extra = self._dynamic(draw, timer, dynamic)
         metrics = {f"rollout/{k}": v for k, v in {**outcome_metrics(scored), **extra}.items()}
+        metrics.update(self._staleness)
         groups = [[r for r, g in zip(scored.rollouts, scored.group_ids.tolist()) if g == i]
                   for i in range(len(scored.prompts))]
         return Collected(scored.prompts, groups, scored, metrics)
@@ -73,10 +74,7 @@ class RLVRStepper(PolicyGradientStepper):
         return concat(kept, want), metrics
 
     def _round(self, draw: Draw, timer: Timer, num_prompts: int, index: int) -> ScoredGroups:
-        prompts = draw(num_prompts)
-        with timer("rollout"):
-            groups = self.ctx.roles.rollout.generate(
-                prompts, self.ctx.rollout_params(self.phase, index))
+        prompts, groups, self._staleness = self.generate(draw, timer, num_prompts, index)
         requests = [VerifyRequest(r.text, p.ground_truth, p.equivalent_answers)
                     for p, group in zip(prompts, groups) for r in group]
         with timer("score"):
