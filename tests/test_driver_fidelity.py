@@ -7,8 +7,8 @@ import pytest
 from prism_ray.data.fidelity import scene_to_json
 from prism_ray.data.scenes import Scene, SceneObject
 from prism_ray.driver.align import rollout_metrics
-from prism_ray.driver.evaluation import evaluation_table
 from prism_ray.driver.rewards import flatten_groups, informative_groups, outcome_metrics
+from prism_ray.driver.summary import evaluation_table
 from prism_ray.prompting import format_response
 from prism_ray.types import DiscriminatorScores, RLPrompt, Rollout
 from prism_ray.verify import Reason, VerifyResult

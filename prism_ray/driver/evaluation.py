@@ -14,7 +14,7 @@ from prism_ray.config.phases import EvalPhase, RewardConfig
 from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import phase_records
-from prism_ray.driver.progress import text_table
+from prism_ray.driver.summary import evaluation_table
 from prism_ray.types import VerifyRequest
 
 
@@ -44,22 +44,6 @@ def evaluate(ctx: RunContext, phase: EvalPhase, label: str) -> dict[str, float]:
     ctx.evaluations.append(row)
     print(evaluation_table(ctx.evaluations), flush=True)
     return row
-
-
-def evaluation_table(rows: list[dict]) -> str:
-    header = ("after", "weights", "prompts", "accuracy", "caption_fidelity", "format_rate",
-              "response_len", "phase_time")
-    cells = [header] + [
-        (r["after"], r["weights"], str(r["prompts"]), f"{r['accuracy']:.3f}",
-         _optional(r.get("caption_fidelity")),  # rows restored from older checkpoints lack it
-         f"{r['format_rate']:.3f}", f"{r['response_len']:.1f}",
-         "–" if r.get("phase_s") is None else f"{r['phase_s']:.0f}s") for r in rows
-    ]
-    return text_table(cells)
-
-
-def _optional(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
 
 
 def eval_settings(config) -> EvalPhase | None:

@@ -15,11 +15,17 @@ from prism_ray.driver.checkpoint import CheckpointManager, DriverState
 from prism_ray.driver.console import Quiet, actor_log_dir, close_bars
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import check_phase_data
-from prism_ray.driver.evaluation import eval_settings, evaluate, evaluation_table
+from prism_ray.driver.evaluation import eval_settings, evaluate
 from prism_ray.driver.plots import write_plots
 from prism_ray.driver.progress import text_table
 from prism_ray.driver.roles import Roles
-from prism_ray.driver.summary import phase_stats, phase_summary, read_records, run_summary
+from prism_ray.driver.summary import (
+    evaluation_table,
+    phase_stats,
+    phase_summary,
+    read_records,
+    run_summary,
+)
 from prism_ray.driver.tracking import Tracker
 
 
