@@ -25,6 +25,7 @@ import torch
 
 from prism_ray.algo.diagnostics import MAX_LOG_RATIO
 from prism_ray.algo.masking import masked_mean
+from prism_ray.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,23 +45,9 @@ class CorrectionConfig:
 CorrectionFn = Callable[[torch.Tensor, torch.Tensor, CorrectionConfig],
                         tuple[torch.Tensor, torch.Tensor]]
 
-ROLLOUT_CORRECTIONS: dict[str, CorrectionFn] = {}
-
-
-def register_correction(name: str) -> Callable[[CorrectionFn], CorrectionFn]:
-    def register(fn: CorrectionFn) -> CorrectionFn:
-        ROLLOUT_CORRECTIONS[name] = fn
-        return fn
-
-    return register
-
-
-def correction_fn(name: str) -> CorrectionFn:
-    try:
-        return ROLLOUT_CORRECTIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown rollout correction {name!r}; registered: "
-                         f"{', '.join(sorted(ROLLOUT_CORRECTIONS))}") from None
+ROLLOUT_CORRECTIONS: Registry[CorrectionFn] = Registry("rollout correction")
+register_correction = ROLLOUT_CORRECTIONS.register
+correction_fn = ROLLOUT_CORRECTIONS.lookup
 
 
 @register_correction("none")

@@ -15,24 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from prism_ray.registry import Registry
+
 PolicyLossFn = Callable[..., tuple[Any, dict[str, float]]]
 
-POLICY_LOSSES: dict[str, PolicyLossFn] = {}
-
-
-def register_policy_loss(name: str) -> Callable[[PolicyLossFn], PolicyLossFn]:
-    def register(fn: PolicyLossFn) -> PolicyLossFn:
-        if name in POLICY_LOSSES and POLICY_LOSSES[name] is not fn:
-            raise ValueError(f"policy loss {name!r} is already registered")
-        POLICY_LOSSES[name] = fn
-        return fn
-
-    return register
-
-
-def policy_loss_fn(name: str) -> PolicyLossFn:
-    try:
-        return POLICY_LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown policy loss {name!r}; registered: "
-                         f"{', '.join(sorted(POLICY_LOSSES))}") from None
+POLICY_LOSSES: Registry[PolicyLossFn] = Registry("policy loss")
+register_policy_loss = POLICY_LOSSES.register
+policy_loss_fn = POLICY_LOSSES.lookup

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prism_ray.registry import Registry
+
 ROLE_NAMES = frozenset({"policy", "rollout", "discriminator", "verifier"})
 
 
@@ -43,19 +45,10 @@ class PhaseKind:
         return getattr(importlib.import_module(module), function)
 
 
-PHASE_KINDS: dict[str, PhaseKind] = {}
+# Listed in registration order in errors: the order of the pipeline.
+PHASE_KINDS: Registry[PhaseKind] = Registry("phase kind", sort_names=False)
+phase_kind = PHASE_KINDS.lookup
 
 
 def register_phase_kind(kind: PhaseKind) -> PhaseKind:
-    if kind.name in PHASE_KINDS:
-        raise ValueError(f"phase kind {kind.name!r} is already registered")
-    PHASE_KINDS[kind.name] = kind
-    return kind
-
-
-def phase_kind(name: str) -> PhaseKind:
-    try:
-        return PHASE_KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown phase kind {name!r}; registered: "
-                         f"{', '.join(PHASE_KINDS)}") from None
+    return PHASE_KINDS.add(kind.name, kind)
