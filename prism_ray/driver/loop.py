@@ -156,7 +156,6 @@ class PolicyGradientStepper:
     def __post_init__(self) -> None:
         self.loss = PolicyLoss.from_settings(self.loss_settings())
         self._ahead: deque[Submitted] = deque()
-        self._submitted = 0
 
     # ── generation: synchronous, or up to max_staleness steps ahead ──────
 
@@ -194,7 +193,6 @@ class PolicyGradientStepper:
 
     def _submit(self, draw: Draw, count: int) -> None:
         prompts = draw(count)
-        self._submitted += 1
         # A distinct sampling seed per submission: a function of the run, the step it was
         # submitted at and its place in the queue, so a rerun samples the same.
         params = self.ctx.rollout_params(self.phase, 1000 + len(self._ahead))

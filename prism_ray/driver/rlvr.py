@@ -50,8 +50,9 @@ class RLVRStepper(PolicyGradientStepper):
             scored, extra = self._dynamic(draw, timer, dynamic)
         metrics = {f"rollout/{k}": v for k, v in {**outcome_metrics(scored), **extra}.items()}
         metrics.update(self._staleness)
-        groups = [[r for r, g in zip(scored.rollouts, scored.group_ids.tolist()) if g == i]
-                  for i in range(len(scored.prompts))]
+        groups: list[list] = [[] for _ in scored.prompts]
+        for rollout, group in zip(scored.rollouts, scored.group_ids.tolist()):
+            groups[group].append(rollout)
         return Collected(scored.prompts, groups, scored, metrics)
 
     def advantages(self, batch: Collected) -> tuple[list[PolicySample], dict[str, float]]:
