@@ -11,7 +11,12 @@ from prism_ray.algo.correction import (
     rollout_correction,
 )
 from prism_ray.algo.dapo import dynamic_sampling_mask, kept_group_ids, overlong_penalty
-from prism_ray.algo.diagnostics import kl_estimates, kl_metrics, masked_entropy
+from prism_ray.algo.diagnostics import (
+    kl_estimates,
+    kl_metrics,
+    masked_entropy,
+    within_group_correlation,
+)
 from prism_ray.algo.discriminator import SCORE_LIMIT, bradley_terry_loss, clip_scores
 from prism_ray.algo.masking import broadcast_to_tokens, masked_mean, masked_sum
 from prism_ray.algo.policy_loss import (
@@ -50,6 +55,7 @@ __all__ = [
     "kl_estimates",
     "kl_metrics",
     "masked_entropy",
+    "within_group_correlation",
     "masked_mean",
     "masked_sum",
     "overlong_penalty",

@@ -44,3 +44,22 @@ def masked_entropy(logits: torch.Tensor, mask: torch.Tensor) -> float:
         log_p = torch.log_softmax(logits.float(), dim=-1)
         entropy = -(log_p.exp() * log_p).sum(dim=-1)
         return masked_mean(entropy, mask).item()
+
+
+def within_group_correlation(x: torch.Tensor, y: torch.Tensor,
+                             group_ids: torch.Tensor) -> float | None:
+    """Pearson correlation of x and y after removing each group's mean from both.
+
+    What a group-relative advantage can act on is the variation *inside* a group, so this is
+    the number that says whether a reward (x) tracks a quality (y) the policy could improve.
+    None when there is no within-group variation in x or in y (nothing to correlate).
+    """
+    x, y = x.double(), y.double()
+    ids, inverse = torch.unique(group_ids, return_inverse=True)
+    counts = torch.zeros(len(ids), dtype=torch.double).index_add_(0, inverse, torch.ones_like(x))
+    dx = x - torch.zeros_like(counts).index_add_(0, inverse, x)[inverse] / counts[inverse]
+    dy = y - torch.zeros_like(counts).index_add_(0, inverse, y)[inverse] / counts[inverse]
+    norm = (dx.square().sum() * dy.square().sum()).sqrt()
+    if norm.item() <= 1e-12:
+        return None
+    return float((dx * dy).sum() / norm)

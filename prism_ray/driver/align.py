@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from prism_ray.algo import prism_advantages
+from prism_ray.algo import prism_advantages, within_group_correlation
 from prism_ray.config.phases import AlignPhase, DiscWarmupPhase
-from prism_ray.data.fidelity import fidelity_rate, scene_from_extra_info
+from prism_ray.data.fidelity import caption_fidelity, fidelity_rate, scene_from_extra_info
 from prism_ray.driver.datasets import phase_records
 from prism_ray.driver.loop import (
     Collected,
@@ -32,8 +32,9 @@ from prism_ray.types import (
     Rollout,
 )
 
-ALIGN_HEADLINE = ("rollout/format_rate", "rollout/response_len", "discriminator/accuracy_cap",
-                  "discriminator/gap_cap", "discriminator/gap_cot", "policy/loss")
+ALIGN_HEADLINE = ("rollout/format_rate", "rollout/caption_fidelity",
+                  "discriminator/accuracy_cap", "discriminator/gap_cap", "discriminator/gap_cot",
+                  "discriminator/cap_score_fidelity_corr", "policy/loss")
 
 if TYPE_CHECKING:
     from prism_ray.driver.context import RunContext
@@ -132,4 +133,23 @@ def rollout_metrics(prompts: list[RLPrompt], groups: list[list[Rollout]],
                              for p, g in zip(prompts, groups) for r in g)
     if fidelity is not None:
         metrics["rollout/caption_fidelity"] = fidelity
+        corr = score_fidelity_correlation(prompts, groups, scores)
+        if corr is not None:
+            metrics["discriminator/cap_score_fidelity_corr"] = corr
     return metrics
+
+
+def score_fidelity_correlation(prompts: list[RLPrompt], groups: list[list[Rollout]],
+                               scores: list[DiscriminatorScores]) -> float | None:
+    """Within-group correlation of the perception score with the caption's true fidelity:
+    whether the discriminator's reward could raise fidelity at all (> 0) or only style."""
+    xs, ys, ids = [], [], []
+    for g, (prompt, group, sc) in enumerate(zip(prompts, groups, scores)):
+        scene = scene_from_extra_info(prompt.extra_info)
+        for rollout, score, valid in zip(group, sc.student_caption, sc.valid):
+            claims = caption_fidelity(rollout.text, scene) if scene and valid else None
+            if claims is not None and claims.total:
+                xs.append(score), ys.append(claims.true / claims.total), ids.append(g)
+    if len(xs) < 3:
+        return None
+    return within_group_correlation(torch.tensor(xs), torch.tensor(ys), torch.tensor(ids))
