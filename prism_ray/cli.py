@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from prism_ray.config import ConfigError, dump_config, load_config
@@ -59,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a recipe on a local or existing Ray cluster")
     _add_recipe_args(run)
-    run.add_argument("--resume", action="store_true",
-                     help="continue from the run directory's latest complete checkpoint")
     demo = sub.add_parser("demo", help="run the embedded default (tiny model, synthetic task)")
     demo.add_argument("--out", default="runs/demo", help="run directory")
     demo.add_argument("overrides", nargs="*")
     for p in (run, demo):
+        p.add_argument("--resume", action="store_true",
+                       help="continue from the run directory's latest complete checkpoint")
+        p.add_argument("--max-restarts", type=int, default=0, metavar="N",
+                       help="if a learner actor dies, restart from the last checkpoint by "
+                            "itself, at most N times (default 0: stop and print the resume "
+                            "command)")
         p.add_argument("--verbose", action="store_true",
                        help="show the actors' output and the libraries' INFO lines")
     report = sub.add_parser("report", help="summarise a run directory (finished or running) "
@@ -115,12 +120,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "model":
         return _tiny_models(args)
     if args.command == "run":
-        return _run(load_config(args.recipe, args.overrides, args.cluster), args.resume,
-                    args.verbose)
+        return _run(load_config(args.recipe, args.overrides, args.cluster), args)
     if args.command == "demo":
         overrides = [f"output_dir={args.out}", *args.overrides]
         # The schema defaults ARE the embedded default run.
-        return _run(load_config(None, overrides), verbose=args.verbose)
+        return _run(load_config(None, overrides), args)
     if args.command == "report":
         from prism_ray.driver.summary import report_command
 
@@ -203,16 +207,35 @@ def _experiment(args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides), out=args.out))
 
 
-def _run(config, resume: bool = False, verbose: bool = False) -> int:
+def _run(config, args: argparse.Namespace) -> int:
     from prism_ray.data.errors import DataError
+    from prism_ray.driver.faults import RoleLost
     from prism_ray.driver.main import run
 
     try:
-        run(config, resume=resume, verbose=verbose)
+        run(config, resume=args.resume, verbose=args.verbose, max_restarts=args.max_restarts)
     except DataError as e:  # the pre-flight names the phase, file and row
         print(f"prism-ray: {e}", file=sys.stderr)
         return 2
+    except RoleLost as e:  # not a bug to debug: say what died and how to go on
+        tried = f" after {args.max_restarts} restart(s)" if args.max_restarts else ""
+        print(f"prism-ray: {e}{tried}; resume with: {resume_command(args)}", file=sys.stderr)
+        return 3
     return 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this run: the same recipe, overrides and cluster file,
+    plus ``--resume``."""
+    if args.command == "demo":
+        words = ["prism-ray", "demo", "--out", args.out, *args.overrides]
+    else:
+        words = ["prism-ray", "run", args.recipe, *args.overrides]
+        if args.cluster:
+            words += ["--cluster", args.cluster]
+    if args.max_restarts:
+        words += ["--max-restarts", str(args.max_restarts)]
+    return shlex.join([*words, "--resume"])
 
 
 if __name__ == "__main__":

@@ -49,3 +49,54 @@ def test_keep_last_prunes_old_checkpoints(tmp_path):
 
 def test_no_checkpoint_means_fresh_start(tmp_path):
     assert CheckpointManager(tmp_path, keep_last=1).latest() is None
+
+
+def test_a_rewrite_of_the_same_step_replaces_it_and_leaves_nothing_hidden(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=1)
+    save(manager, 5, phase_step=3)
+    save(manager, 5, phase_done=True)
+    assert manager.latest(log=lambda m: None)[1].phase_done
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step00000005"]
+
+
+# A writer killed in the middle of a checkpoint: it seals step 2, then starts step 4 and writes
+# a large learner file in small pieces until it is killed.
+WRITER = """
+import sys
+from pathlib import Path
+from prism_ray.driver.checkpoint import CheckpointManager, DriverState
+manager = CheckpointManager(Path(sys.argv[1]), keep_last=2)
+tmp = manager.begin(2)
+(tmp / "policy").mkdir()
+(tmp / "policy" / "shard.bin").write_bytes(b"a" * 1000)
+manager.commit(tmp, DriverState(step=2, phase_step=2))
+tmp = manager.begin(4)
+(tmp / "policy").mkdir()
+with open(tmp / "policy" / "shard.bin", "wb") as f:
+    print("writing", flush=True)
+    while True:
+        f.write(b"b" * 4096)
+        f.flush()
+"""
+
+
+def test_a_writer_killed_mid_checkpoint_leaves_the_previous_one_usable(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        torn = tmp_path / "checkpoints" / ".tmp-step00000004" / "policy" / "shard.bin"
+        while torn.stat().st_size < 64 * 1024:  # well inside the write
+            pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    messages = []
+    path, state = CheckpointManager(tmp_path, keep_last=2).latest(log=messages.append)
+    assert path.name == "step00000002" and state.step == 2 and state.phase_step == 2
+    assert (path / "policy" / "shard.bin").read_bytes() == b"a" * 1000
+    assert any(".tmp-step00000004" in m for m in messages)

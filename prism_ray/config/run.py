@@ -87,8 +87,20 @@ class TrackingConfig(Frozen):
 
 
 class CheckpointConfig(Frozen):
-    every_steps: Int = Field(0, ge=0, description="0: only at phase ends")
-    keep_last: Int = Field(2, ge=1)
+    """Resumable checkpoints (learner and optimizer states, data position, counters). One is
+    always sealed at each phase end; these settings add periodic ones inside a phase, so
+    ``--resume`` or an automatic restart repeats at most that much work."""
+
+    every_steps: Int = Field(
+        0, ge=0, description="also save every this many global steps; 0: off")
+    every_minutes: Float = Field(
+        5.0, ge=0,
+        description="also save once this many minutes of wall time have passed since the last "
+                    "checkpoint (checked after every step); 0: off. Bounds the work a resume "
+                    "repeats on any machine, whatever a step costs")
+    keep_last: Int = Field(
+        2, ge=1, description="complete checkpoints kept on disk (older ones are deleted once a "
+                             "newer one is sealed)")
 
 
 class RunConfig(Frozen):

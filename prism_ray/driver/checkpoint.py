@@ -1,9 +1,11 @@
 """Checkpoints of a whole run: learner states + the driver's own state, written atomically.
 
-A checkpoint is written into a hidden temporary directory and renamed into place only after
-every piece (learner shards, driver state, the completion marker) is on disk. A process
+A checkpoint is written into a hidden temporary directory, every file in it fsynced, then
+sealed with a completion marker and renamed into place (and the rename fsynced). A process
 killed while writing leaves a ``.tmp-*`` directory that is never mistaken for a checkpoint;
-resume takes the newest complete one and says which torn ones it ignored.
+resume takes the newest complete one and says which torn ones it ignored. Older checkpoints
+are pruned only after the new one is in place, so a kill at any moment leaves at least the
+previous checkpoint usable.
 """
 
 from __future__ import annotations
@@ -54,12 +56,20 @@ class CheckpointManager:
 
     def commit(self, tmp: Path, state: DriverState) -> Path:
         """Seal ``tmp`` with the driver state and move it into place atomically."""
-        (tmp / STATE).write_text(state.to_json())
+        _fsync_write(tmp / STATE, state.to_json())
+        _fsync_tree(tmp)  # the learners' files: on disk before the marker says "complete"
         _fsync_write(tmp / MARKER, f"step {state.step}\n")
+        _fsync_dir(tmp)
         final = self.root / f"step{state.step:08d}"
-        if final.exists():  # the same step again (e.g. a phase end right after a periodic save)
-            shutil.rmtree(final)
+        stale = None
+        if final.exists():  # the same step again (e.g. a phase that ended without a step)
+            stale = self.root / f".old-{final.name}"
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(final, stale)  # a hidden name: never read, removed below
         os.replace(tmp, final)
+        _fsync_dir(self.root)
+        if stale is not None:
+            shutil.rmtree(stale, ignore_errors=True)
         self._prune()
         return final
 
@@ -89,3 +99,23 @@ def _fsync_write(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (a few files per learner rank)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(directory))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

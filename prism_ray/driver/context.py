@@ -2,13 +2,15 @@
 
 Phase runners talk to the run only through this object: ``start`` tells them where to begin
 (a fresh phase, or the step and data position a resumed run stopped at), ``after_step``
-writes periodic checkpoints, ``end_phase`` exports the phase's models and seals a checkpoint
-at the phase boundary.
+writes periodic checkpoints (every ``checkpoint.every_steps`` steps and/or
+``checkpoint.every_minutes`` of wall time), ``end_phase`` exports the phase's models and seals
+a checkpoint at the phase boundary.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)  # repeated in the run summary
     resume: DriverState | None = None  # set while the phase that was interrupted restarts
     resume_dir: Path | None = None
+    last_checkpoint: float = field(default_factory=time.monotonic)  # when one was last sealed
 
     @property
     def metrics_file(self) -> Path:
@@ -81,9 +84,18 @@ class RunContext:
         self.publish_weights(state.version)
         return state.phase_step, Cursor.from_state(state.cursor)
 
-    def after_step(self, phase, phase_step: int, cursor: Cursor) -> None:
-        every = self.config.checkpoint.every_steps
-        if every and self.step % every == 0:
+    def checkpoint_due(self) -> bool:
+        """Whether the step just finished reaches ``every_steps`` or ``every_minutes``."""
+        every = self.config.checkpoint
+        by_steps = every.every_steps > 0 and self.step % every.every_steps == 0
+        by_time = every.every_minutes > 0 and \
+            time.monotonic() - self.last_checkpoint >= every.every_minutes * 60
+        return by_steps or by_time
+
+    def after_step(self, phase, phase_step: int, cursor: Cursor, last: bool = False) -> None:
+        """A periodic checkpoint when one is due; never on a phase's ``last`` step, whose
+        phase-end checkpoint follows."""
+        if not last and self.checkpoint_due():
             self._save(DriverState(self.phase_index, phase_step + 1, False, self.step,
                                    self.version, cursor.state(), self.tracker.run_id,
                                    list(self.evaluations)), learner_state=True)
@@ -131,4 +143,6 @@ class RunContext:
                 learner.save_state(tmp / name)
         if exports is not None:
             (tmp / "exports").write_text(str(exports.resolve()) + "\n")
-        return self.checkpoints.commit(tmp, state)
+        path = self.checkpoints.commit(tmp, state)
+        self.last_checkpoint = time.monotonic()
+        return path

@@ -113,7 +113,7 @@ def run_steps(phase: Any, ctx: RunContext, records: Sequence, stepper: Stepper) 
         warning = watch.observe(result.metrics)
         if warning:
             print(warning, flush=True)
-        ctx.after_step(phase, phase_step, cursor)
+        ctx.after_step(phase, phase_step, cursor, last=phase_step == total - 1)
     stepper.finish()
     if watch.summary():
         ctx.warnings.append(watch.summary())

@@ -1,4 +1,5 @@
-"""The driver storyboard: resolve → connect → prepare → build roles → run phases → report."""
+"""The driver storyboard: resolve → connect → prepare → build roles → run phases → report
+(and, when a learner is lost with restarts left, rewind to the last checkpoint and again)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from prism_ray.driver.console import Quiet, actor_log_dir, close_bars
 from prism_ray.driver.context import RunContext
 from prism_ray.driver.datasets import check_phase_data
 from prism_ray.driver.evaluation import eval_settings, evaluate
+from prism_ray.driver.faults import RoleLost, dead_learner, rewind
 from prism_ray.driver.plots import write_plots
 from prism_ray.driver.progress import text_table
 from prism_ray.driver.roles import Roles
@@ -26,12 +28,14 @@ from prism_ray.driver.summary import (
     read_records,
     run_summary,
 )
-from prism_ray.driver.tracking import Tracker
+from prism_ray.driver.tracking import Tracker, current_run_id
 
 
-def run(config: RunConfig, resume: bool = False, verbose: bool = False) -> RunContext:
+def run(config: RunConfig, resume: bool = False, verbose: bool = False,
+        max_restarts: int = 0) -> RunContext:
     """Run a recipe. ``verbose``: show the actors' output and the libraries' INFO lines
-    (otherwise they stay in Ray's log folder)."""
+    (otherwise they stay in Ray's log folder). ``max_restarts``: how many times a lost
+    learner is survived by restarting from the last checkpoint (else ``RoleLost`` ends it)."""
     started = time.time()
     quiet = Quiet(verbose)
     run_dir = Path(config.run_dir)
@@ -42,7 +46,11 @@ def run(config: RunConfig, resume: bool = False, verbose: bool = False) -> RunCo
     found = checkpoints.latest() if resume else None
     if resume and found is None:
         print("[resume] no complete checkpoint yet: starting from the beginning")
-    tracker = Tracker(config, run_dir, run_id=found[1].tracking_run_id if found else None)
+    run_id = (current_run_id(run_dir) or (found[1].tracking_run_id if found else None)) \
+        if resume else None
+    tracker = Tracker(config, run_dir, run_id=run_id)
+    if resume:
+        rewind(run_dir, tracker, found[1] if found else None)
     tracker.log_artifact(run_dir / "config.yaml")
     print(f"[run] tracking: {tracker.uri if tracker.enabled else 'off'}")
     resources, connected = start_ray(config.cluster, log_to_driver=verbose)
@@ -50,14 +58,44 @@ def run(config: RunConfig, resume: bool = False, verbose: bool = False) -> RunCo
     if not verbose:
         print(f"[run] actor logs: {actor_log_dir() or 'Ray session folder'} "
               "(--verbose shows them here)")
-    roles = None
     status = "FAILED"  # anything that escapes below marks the MLflow run failed
     try:
         assets = prepare_assets(config, run_dir)
         check_phase_data(config.phases, assets)
         print(plan_table(config))
         print("[run] learning rates: " + "; ".join(lr_summary(config)))
-        roles = Roles.build(config, assets)
+        for attempt in range(max_restarts + 1):
+            try:
+                ctx = run_phases(config, run_dir, assets, tracker, checkpoints, found)
+                break
+            except RoleLost as lost:
+                if attempt == max_restarts:
+                    raise
+                found = checkpoints.latest()
+                where = f"step {found[1].step}" if found else "the beginning"
+                print(f"[restart] {attempt + 1}/{max_restarts}: {lost}; restarting from "
+                      f"{where}", flush=True)
+                rewind(run_dir, tracker, found[1] if found else None)
+        status = "FINISHED"
+        print(run_summary(read_records(ctx.metrics_file), ctx.evaluations, ctx.warnings,
+                          wall_s=ctx.phase_wall_s, title=f"{config.name}: summary"))
+    finally:
+        close_bars()
+        if connected:
+            stop_ray()
+        tracker.end(status)
+        quiet.restore()
+    print(f"[run] done in {time.time() - started:.1f}s")
+    return ctx
+
+
+def run_phases(config: RunConfig, run_dir: Path, assets, tracker: Tracker,
+               checkpoints: CheckpointManager, found: tuple[Path, DriverState] | None
+               ) -> RunContext:
+    """Build the roles, restore ``found`` (if any), run the remaining phases. A learner that
+    dies on the way surfaces as ``RoleLost``; the roles are shut down either way."""
+    roles = Roles.build(config, assets)
+    try:
         ctx = RunContext(config, run_dir, assets, roles, tracker, checkpoints)
         first = restore(ctx, *found) if found else 0
         if first == 0 and not _starts_from_checkpoint(config):
@@ -68,19 +106,15 @@ def run(config: RunConfig, resume: bool = False, verbose: bool = False) -> RunCo
                 print(f"[run] skipping phase {phase.name}")
                 continue
             run_phase(ctx, phase)
-        status = "FINISHED"
-        print(run_summary(read_records(ctx.metrics_file), ctx.evaluations, ctx.warnings,
-                          wall_s=ctx.phase_wall_s, title=f"{config.name}: summary"))
-    finally:
+        return ctx
+    except Exception as error:
         close_bars()
-        if roles is not None:
-            roles.shutdown()
-        if connected:
-            stop_ray()
-        tracker.end(status)
-        quiet.restore()
-    print(f"[run] done in {time.time() - started:.1f}s")
-    return ctx
+        role = dead_learner(roles)
+        if role is not None:
+            raise RoleLost(role, error) from error
+        raise
+    finally:
+        roles.shutdown()
 
 
 def run_phase(ctx: RunContext, phase) -> None:

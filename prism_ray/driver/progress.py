@@ -16,6 +16,7 @@ column for column.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -125,3 +126,32 @@ class PhaseProgress:
         eta = fmt_seconds(rate * (self.total - done))
         return (f"[{self.phase}] step {done}/{self.total} {shown} | {elapsed:.1f}s/step{speed}, "
                 f"ETA {eta}")
+
+
+def truncate_metrics(metrics_file: Path, step: int) -> tuple[list[dict], int]:
+    """Keep only the rows of global steps up to ``step`` (the checkpoint a run resumes from):
+    the steps after it run again and are logged again. A torn last line (a kill mid-write) is
+    dropped too. Atomic: the kept rows go to a temporary file, fsynced, renamed over the old
+    one. Returns (the kept rows, how many rows were dropped)."""
+    if not metrics_file.exists():
+        return [], 0
+    kept_lines, kept, dropped = [], [], 0
+    for line in metrics_file.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            dropped += 1
+            continue
+        if row["step"] <= step:
+            kept_lines.append(line)
+            kept.append(row)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = metrics_file.with_name(f".{metrics_file.name}.tmp")
+        with tmp.open("w") as f:
+            f.write("".join(line + "\n" for line in kept_lines))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, metrics_file)
+    return kept, dropped
