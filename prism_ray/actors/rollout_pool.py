@@ -19,7 +19,10 @@ Worker loss: when a worker dies before or during a call, ``collect`` drops it, s
 replacement (brought to the current weights by ``on_new_workers`` before it serves), and
 re-submits exactly the dead call's prompts to the live workers, so no group is lost and none
 is generated twice (groups are placed by prompt position). Up to ``MAX_REQUEUES`` rounds per
-collection; ``faults`` counts workers lost and prompts re-queued.
+collection; ``faults`` counts workers lost and prompts re-queued. ``replace_workers`` is the
+same replacement for a worker found dead elsewhere (the weight sync): it returns the new
+member list and leaves bringing the newcomers to the current weights to its caller. A
+newcomer that dies before it is ready is replaced in turn (up to ``MAX_REQUEUES`` times).
 """
 
 from __future__ import annotations
@@ -130,13 +133,11 @@ class RolloutPool:
         if depth >= MAX_REQUEUES or not pending.actors:
             raise RuntimeError(f"{ROLE}: workers kept dying ({len(lost)} call(s) lost after "
                                f"{depth} re-queue rounds); giving up on this batch")
-        dead = {id(pending.actors[i]): pending.actors[i] for i in lost}
-        for actor in dead.values():
-            self._outstanding.pop(id(actor), None)
-            if any(a._actor_id == actor._actor_id for a in self.group.actors):
-                self.group.discard(actor)
-        self.faults["workers_lost"] += len(dead)
-        self.add_workers(len(dead))  # replacements hold the current weights before serving
+        dead = list({id(pending.actors[i]): pending.actors[i] for i in lost}.values())
+        # A worker already replaced elsewhere (the weight sync found it dead) is not a member.
+        lost_members = self._forget(dead)
+        if lost_members:
+            self.add_workers(lost_members)  # replacements hold the current weights first
         positions = [p for i in lost for p in pending.indices[i]]
         self.faults["prompts_requeued"] += len(positions)
         print(f"[{ROLE}] {len(dead)} worker(s) lost; {len(positions)} prompt(s) re-queued on "
@@ -163,11 +164,45 @@ class RolloutPool:
 
     def add_workers(self, count: int) -> list[Any]:
         """Start ``count`` workers (see the module doc for the weight contract)."""
-        new = self.group.add(count)
-        ray.get([actor.ready.remote() for actor in new])
+        new = self._start(count)
         if self.on_new_workers is not None:
             self.on_new_workers(new)
         return new
+
+    def replace_workers(self, dead: Sequence[Any]) -> list[Any]:
+        """Drop workers found dead and start as many in their place; returns every member.
+        The caller brings the newcomers to the current weights (the weight sync does)."""
+        self._start(self._forget(dead))
+        print(f"[{ROLE}] {len(dead)} worker(s) lost and replaced", flush=True)
+        return self.group.actors
+
+    def _forget(self, dead: Sequence[Any]) -> int:
+        """Drop the dead workers that are still members; returns how many were."""
+        members = 0
+        for actor in dead:
+            self._outstanding.pop(id(actor), None)
+            if any(a._actor_id == actor._actor_id for a in self.group.actors):
+                self.group.discard(actor)
+                members += 1
+        self.faults["workers_lost"] += members
+        return members
+
+    def _start(self, count: int) -> list[Any]:
+        """``count`` new workers, ready; one that dies while starting is replaced."""
+        ready: list[Any] = []
+        for _ in range(MAX_REQUEUES + 1):
+            new = self.group.add(count - len(ready))
+            failed = []
+            for actor in new:
+                try:
+                    ray.get(actor.ready.remote())
+                    ready.append(actor)
+                except ray.exceptions.RayActorError:
+                    failed.append(actor)
+            self._forget(failed)
+            if len(ready) == count:
+                return ready
+        raise RuntimeError(f"{ROLE}: new workers kept dying while starting")
 
     def remove_workers(self, count: int) -> None:
         if any(self._outstanding.get(id(a), 0) for a in self.group.actors):

@@ -22,7 +22,7 @@ the update, and no sample is more than k weight versions old (docs/async.md).
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -33,6 +33,7 @@ from prism_ray.types import PolicySample, RLPrompt, Rollout
 
 if TYPE_CHECKING:
     from prism_ray.driver.context import RunContext
+    from prism_ray.driver.roles import Roles
 
 Draw = Callable[[int], list]  # count → the next records of the phase's data
 Timer = Callable[[str], AbstractContextManager]  # section name → context that times it
@@ -122,6 +123,28 @@ def run_steps(phase: Any, ctx: RunContext, records: Sequence, stepper: Stepper) 
 # ───────────────────────────── the policy-gradient step ─────────────────────────────
 
 
+def sample_accounting(prompts: Sequence[RLPrompt], groups: Sequence[Sequence[Rollout]],
+                      n: int) -> dict[str, float]:
+    """What one generation call returned against what it was asked for, by (prompt uid,
+    sample index): samples missing and samples present more than once (both 0 when worker
+    faults were absorbed; ``docs/fault-tolerance.md``)."""
+    expected = Counter((p.uid, i) for p in prompts for i in range(n))
+    got = Counter((r.prompt_uid, r.sample_index) for group in groups for r in group)
+    return {"rollout/samples_lost": float(sum((expected - got).values())),
+            "rollout/samples_duplicated": float(sum((got - expected).values()))}
+
+
+def fault_metrics(roles: Roles) -> dict[str, float]:
+    """Faults absorbed so far in the run (cumulative): rollout workers lost and prompts
+    re-queued, weight syncs interrupted, verifier workers lost, batches re-queued or hung."""
+    metrics = {f"rollout/{k}": float(v) for k, v in roles.rollout.faults.items()}
+    if roles.sync is not None:
+        metrics.update({f"sync/{k}": float(v) for k, v in roles.sync.faults.items()})
+    if roles.verifier is not None:
+        metrics.update({f"verifier/{k}": float(v) for k, v in roles.verifier.faults.items()})
+    return metrics
+
+
 @dataclass
 class Collected:
     """One step's scored rollouts: ``groups[i]`` are the rollouts of ``prompts[i]``."""
@@ -175,7 +198,7 @@ class PolicyGradientStepper:
             prompts = draw(count)
             with timer("rollout"):
                 groups = pool.generate(prompts, self.ctx.rollout_params(self.phase, round_index))
-            return prompts, groups, {}
+            return prompts, groups, sample_accounting(prompts, groups, self.phase.samples_per_prompt)
         if not self._ahead:
             self._submit(draw, count)
         current = self._ahead.popleft()
@@ -187,7 +210,8 @@ class PolicyGradientStepper:
         keep = [age <= k for age in ages]
         metrics = {"rollout/staleness_mean": sum(ages) / max(len(ages), 1),
                    "rollout/staleness_max": float(max(ages, default=0)),
-                   "rollout/stale_groups_dropped": float(keep.count(False))}
+                   "rollout/stale_groups_dropped": float(keep.count(False)),
+                   **sample_accounting(current.prompts, groups, self.phase.samples_per_prompt)}
         prompts = [p for p, ok in zip(current.prompts, keep) if ok]
         return prompts, [g for g, ok in zip(groups, keep) if ok], metrics
 
@@ -237,7 +261,7 @@ class PolicyGradientStepper:
         batch = self.collect(draw, timer)
         metrics = dict(batch.metrics)
         metrics["rollout/num_workers"] = float(roles.rollout.num_workers)
-        metrics.update({f"rollout/{k}": float(v) for k, v in roles.rollout.faults.items()})
+        metrics.update(fault_metrics(roles))
         if batch.empty:
             metrics["policy/skipped_update"] = 1.0
             return StepResult(metrics)

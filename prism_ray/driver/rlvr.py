@@ -75,7 +75,12 @@ class RLVRStepper(PolicyGradientStepper):
         return concat(kept, want), metrics
 
     def _round(self, draw: Draw, timer: Timer, num_prompts: int, index: int) -> ScoredGroups:
-        prompts, groups, self._staleness = self.generate(draw, timer, num_prompts, index)
+        prompts, groups, metrics = self.generate(draw, timer, num_prompts, index)
+        if index > 0:  # DAPO's later rounds: the sample accounting covers the whole step
+            for key in ("rollout/samples_lost", "rollout/samples_duplicated"):
+                metrics[key] += self._staleness.get(key, 0.0)
+            metrics = {**self._staleness, **metrics}
+        self._staleness = metrics
         requests = [VerifyRequest(r.text, p.ground_truth, p.equivalent_answers)
                     for p, group in zip(prompts, groups) for r in group]
         with timer("score"):

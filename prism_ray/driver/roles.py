@@ -109,14 +109,16 @@ class Roles:
     def _connect_sync(self):
         from prism_ray.sync.coordinator import WeightSync
 
+        # A receiver found dead during a sync is replaced by the pool; the sync then forms
+        # the group again and pushes the version to every worker, the newcomer included.
         sync = WeightSync(self.policy.actors, sync_backend(self.config),
-                          self.config.sync.bucket_mb * 2**20)
+                          self.config.sync.bucket_mb * 2**20,
+                          replace=self.rollout.replace_workers)
         sync.connect(self.rollout.group.actors)
         return sync
 
     def _bring_up_to_date(self, _new_workers: list) -> None:
-        self.sync.connect(self.rollout.group.actors)
-        self.sync.push(self.sync.version)
+        self.sync.resync(self.rollout.group.actors)
 
     def resize_rollout(self, num_workers: int) -> None:
         """Scale rollout between steps; new workers receive the current weights at once."""

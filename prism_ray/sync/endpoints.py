@@ -8,10 +8,17 @@ bucket and broadcasts it; the other ranks only take part in the gathers.
 ``WeightReceiver`` (rollout workers) needs ``load_weights(named_tensors, version, last)``: it
 receives each bucket into one flat tensor, unpacks it into views and loads them; ``last``
 marks the final bucket of a version (engines that fuse tensors apply complete blocks only).
+
+A broken broadcast (a peer died mid-version) is never left half-open: the end that sees the
+error drops its group, which closes its connections, so every peer still blocked in that
+broadcast fails at once instead of waiting for the group's timeout. The sender keeps taking
+part in the remaining gathers (ZeRO-3 ranks > 0 are in lockstep with it) and raises at the
+end. The coordinator then re-forms the group and pushes the version again.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 
@@ -40,37 +47,65 @@ def _device(backend: str) -> torch.device:
 class WeightSender:
     _sync_group: BroadcastGroup | None = None
 
-    def sync_connect(self, address: str, port: int, world_size: int, backend: str) -> bool:
+    def sync_connect(self, address: str, port: int, world_size: int, backend: str,
+                     connect_timeout_s: float = 30.0) -> bool:
         """Rank 0 of the learners becomes rank 0 (the source) of the broadcast group."""
         if self.rank == 0:
-            self._sync_group = BroadcastGroup(address, port, 0, world_size, backend)
+            self._sync_group = None  # a previous group's connections close first
+            self._sync_group = BroadcastGroup(address, port, 0, world_size, backend,
+                                              connect_timeout_s=connect_timeout_s)
         return True
 
     def sync_send(self, version: int, plan: list[Bucket]) -> SyncStats | None:
         started, sent = time.perf_counter(), 0
-        group = self._sync_group
+        group, broken = self._sync_group, None
+        sender = group is not None
         for bucket, named in zip(plan, self.gathered_buckets(plan), strict=True):
-            if group is None:  # ranks > 0 only take part in the gathers
+            if group is None:  # ranks > 0 (or a broken group) only take part in the gathers
                 continue
             flat = pack([t for _, t in named], device=_device(group.backend))
             if flat.numel() != bucket.nbytes:
                 raise RuntimeError(f"bucket of {flat.numel()} bytes, planned {bucket.nbytes}: "
                                    "the learner's parameters differ from the sync plan")
-            group.broadcast(flat, src=0)
+            try:
+                group.broadcast(flat, src=0)
+            except RuntimeError as error:  # a receiver died: release the others now
+                broken, group = str(error), None
+                self.sync_drop()
+                continue
             sent += flat.numel()
-        if group is None:
+        if broken is not None:
+            raise SyncBroken(f"weight sync v{version} broke after {sent} bytes: {broken}")
+        if not sender:
             return None
         if group.backend == "nccl":
             torch.cuda.synchronize()
         return SyncStats(version, sent, time.perf_counter() - started, len(plan))
 
 
+    def sync_drop(self) -> bool:
+        return _drop(self)
+
+
+class SyncBroken(RuntimeError):
+    """A broadcast failed part-way (a peer died); this end has dropped its group."""
+
+
+def _drop(end) -> bool:
+    """Forget the broadcast group and collect it now, so its connections close at once."""
+    end._sync_group = None
+    gc.collect()
+    return True
+
+
 class WeightReceiver:
     _sync_group: BroadcastGroup | None = None
 
     def sync_connect(self, address: str, port: int, rank: int, world_size: int,
-                     backend: str) -> bool:
-        self._sync_group = BroadcastGroup(address, port, rank, world_size, backend)
+                     backend: str, connect_timeout_s: float = 30.0) -> bool:
+        self._sync_group = None
+        self._sync_group = BroadcastGroup(address, port, rank, world_size, backend,
+                                          connect_timeout_s=connect_timeout_s)
         return True
 
     def sync_receive(self, version: int, plan: list[Bucket]) -> int:
@@ -80,7 +115,16 @@ class WeightReceiver:
         received = 0
         for i, bucket in enumerate(plan):
             flat = torch.empty(bucket.nbytes, dtype=torch.uint8, device=_device(group.backend))
-            group.broadcast(flat, src=0)
+            try:
+                group.broadcast(flat, src=0)
+            except RuntimeError as error:  # the source or a relay died: release our peers
+                group = None
+                self.sync_drop()
+                raise SyncBroken(f"weight sync v{version} broke after {received} bytes: "
+                                 f"{error}") from None
             self.load_weights(unpack(flat, bucket), version, last=i == len(plan) - 1)
             received += flat.numel()
         return received
+
+    def sync_drop(self) -> bool:
+        return _drop(self)

@@ -4,6 +4,10 @@ Learner ranks already own the default process group (DeepSpeed's); rollout worke
 other processes. A process group built directly on its own TCPStore joins the learner's
 rank 0 with the rollout workers without touching either default world. gloo on CPU, NCCL on
 GPU.
+
+Two timeouts: ``connect_timeout_s`` bounds the rendezvous (a member that died before joining
+must not stall the others for long), ``timeout_s`` each broadcast (a large bucket on a slow
+link may take a while).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import torch.distributed as dist
 
 class BroadcastGroup:
     def __init__(self, address: str, port: int, rank: int, world_size: int, backend: str,
-                 timeout_s: float = 300.0) -> None:
-        timeout = timedelta(seconds=timeout_s)
+                 timeout_s: float = 300.0, connect_timeout_s: float = 30.0) -> None:
+        timeout = timedelta(seconds=connect_timeout_s)
+        self._op_timeout = timedelta(seconds=timeout_s)
         store = dist.TCPStore(address, port, world_size, is_master=rank == 0, timeout=timeout)
         # Prefix the store so a re-formed group (after workers join or leave) never reads
         # keys of the previous one.
@@ -36,6 +41,7 @@ class BroadcastGroup:
     def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:
         options = dist.BroadcastOptions()
         options.rootRank, options.rootTensor = src, 0
+        options.timeout = self._op_timeout
         self._pg.broadcast([tensor], options).wait()
 
     def barrier(self) -> None:
