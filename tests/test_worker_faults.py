@@ -182,3 +182,44 @@ def test_hostile_answers_time_out_in_the_child_and_are_counted(ray_cluster):
         assert pool.faults == {"workers_lost": 0, "batches_requeued": 0, "hung_batches": 0}
     finally:
         pool.shutdown()
+
+
+# ── the trained batch: disturbed against undisturbed ───────────────────────────────────
+
+
+def test_a_step_disturbed_by_a_kill_yields_the_undisturbed_batch(ray_cluster, tiny_pair,
+                                                                  prompts):
+    """One rollout + verify step at a fixed seed, once undisturbed and once with a rollout
+    worker killed mid-generation: the same (prompt uid, sample index) set, each once, and —
+    greedy sampling being deterministic whichever worker runs a prompt — the same texts,
+    rewards and verification outcomes."""
+    ray = ray_cluster
+    rollout = RolloutPool(RolloutConfig(num_workers=2, resources=Resources(num_cpus=0.5)),
+                          tiny_pair[0], seed=0, placement_timeout_s=60,
+                          system_prompt=SYSTEM_PROMPT)
+    verifier = VerifierPool(VerifierConfig(num_workers=1, resources=Resources(num_cpus=0.25),
+                                           batch_size=4, math_verify=False),
+                            placement_timeout_s=30)
+    params = SamplingParams(n=2, temperature=0.0, max_tokens=24, seed=0)
+
+    def step(kill: bool):
+        pending = rollout.submit(prompts, params)
+        if kill:
+            ray.kill(rollout.group.actors[0], no_restart=True)
+        groups = rollout.collect(pending, expect_version=0)
+        requests = [VerifyRequest(r.text, p.ground_truth, p.equivalent_answers)
+                    for p, g in zip(prompts, groups) for r in g]
+        return groups, verifier.score(requests, RewardConfig()).results
+
+    try:
+        groups, results = step(kill=False)
+        disturbed_groups, disturbed_results = step(kill=True)
+        assert rollout.faults["workers_lost"] == 1  # the kill really cost a call
+        assert sample_ids(disturbed_groups) == sample_ids(groups)
+        assert len(set(sample_ids(groups))) == 2 * len(prompts)
+        assert [r.text for g in disturbed_groups for r in g] == [r.text for g in groups for r in g]
+        assert [(r.score, r.reason) for r in disturbed_results] == \
+               [(r.score, r.reason) for r in results]
+    finally:
+        rollout.shutdown()
+        verifier.shutdown()

@@ -27,7 +27,7 @@ from prism_ray.sync.endpoints import SyncBroken, SyncStats
 from prism_ray.sync.plan import Bucket, TensorSpec, plan_buckets
 
 MAX_ATTEMPTS = 4
-CONNECT_TIMEOUT_S = 30.0  # a rendezvous of live processes takes well under a second
+CONNECT_TIMEOUT_S = 15.0  # a rendezvous of live processes takes well under a second
 
 
 class Interrupted(RuntimeError):
