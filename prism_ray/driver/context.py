@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prism_ray.actors.rollout import sampling_params
 from prism_ray.config import RunConfig
+from prism_ray.config.kinds import phase_kind
 from prism_ray.driver.assets import RunAssets
 from prism_ray.driver.checkpoint import CheckpointManager, DriverState
 from prism_ray.driver.datasets import Cursor
@@ -80,7 +81,12 @@ class RunContext:
             return 0, Cursor(num_records, self.phase_seed(phase))
         print(f"[resume] {phase.name}: continuing at step {state.phase_step + 1}")
         for name, learner in self._learners():
-            learner.load_state(self.resume_dir / name)
+            if name in self._trained_by(phase):
+                learner.load_state(self.resume_dir / name)
+            else:  # not in the checkpoint: the weights this phase started with
+                source = self._weights_at_start(phase, name)
+                if source is not None:
+                    learner.reset_model(source)
         self.publish_weights(state.version)
         return state.phase_step, Cursor.from_state(state.cursor)
 
@@ -94,11 +100,12 @@ class RunContext:
 
     def after_step(self, phase, phase_step: int, cursor: Cursor, last: bool = False) -> None:
         """A periodic checkpoint when one is due; never on a phase's ``last`` step, whose
-        phase-end checkpoint follows."""
+        phase-end checkpoint follows. It holds the states of the learners this phase trains
+        (the others keep the weights the phase started with)."""
         if not last and self.checkpoint_due():
             self._save(DriverState(self.phase_index, phase_step + 1, False, self.step,
                                    self.version, cursor.state(), self.tracker.run_id,
-                                   list(self.evaluations)), learner_state=True)
+                                   list(self.evaluations)), learners=self._trained_by(phase))
 
     def end_phase(self, phase) -> None:
         """Export the phase's models (HF format) and seal a phase-boundary checkpoint."""
@@ -107,7 +114,7 @@ class RunContext:
             learner.save_hf(exports / name)
         state = DriverState(self.phase_index, 0, True, self.step, self.version, None,
                             self.tracker.run_id, list(self.evaluations))
-        path = self._save(state, learner_state=False, exports=exports)
+        path = self._save(state, learners=set(), exports=exports)
         print(f"[checkpoint] {phase.name} done: models in {exports}, checkpoint {path.name}")
 
     def before_step(self) -> None:
@@ -136,10 +143,25 @@ class RunContext:
             if learner is not None:
                 yield name, learner
 
-    def _save(self, state: DriverState, learner_state: bool, exports: Path | None = None) -> Path:
+    def _trained_by(self, phase) -> set[str]:
+        """The learner roles a phase trains (only those have optimizer state to save)."""
+        return phase_kind(phase.kind).roles & {"policy", "discriminator"}
+
+    def _weights_at_start(self, phase, name: str) -> Path | None:
+        """Where a learner's weights came from when ``phase`` started: the phase's
+        ``init_from``, else the export of the last training phase before it."""
+        if phase.init_from and (Path(phase.init_from) / name).is_dir():
+            return Path(phase.init_from) / name
+        for earlier in reversed(self.config.phases[:self.phase_index]):
+            export = self.run_dir / "phases" / earlier.name / name
+            if earlier.enabled and export.is_dir():
+                return export
+        return None
+
+    def _save(self, state: DriverState, learners: set[str], exports: Path | None = None) -> Path:
         tmp = self.checkpoints.begin(state.step)
-        if learner_state:
-            for name, learner in self._learners():
+        for name, learner in self._learners():
+            if name in learners:
                 learner.save_state(tmp / name)
         if exports is not None:
             (tmp / "exports").write_text(str(exports.resolve()) + "\n")
