@@ -21,7 +21,11 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_defaults_are_the_embedded_pipeline():
     config = load_config()
-    assert [p.kind for p in config.phases] == ["sft", "disc_warmup", "align", "rlvr", "eval"]
+    assert [p.kind for p in config.phases] == ["sft", "sft", "disc_warmup", "align", "rlvr",
+                                               "eval"]
+    # the SFT curriculum: the teacher's demonstrations alone, then the public mix
+    assert config.phase("sft_teacher").sources == ("teacher",)
+    assert config.phase("sft").sources == ("teacher", "public")
     assert config.models.policy.kind == "tiny"
     rlvr = config.phase("rlvr")
     assert rlvr.algorithm.name == "grpo" and rlvr.algorithm.clip_high == 0.2
@@ -294,10 +298,10 @@ def test_clip_bounds_below_one(override):
 
 
 @pytest.mark.parametrize("override, key, rule", [
-    ("phases.rlvr.algorithm.dual_clip=1.1", "phases[3:rlvr].algorithm", "1 + clip_high (1.2)"),
-    ("phases.rlvr.algorithm={name: dapo, dual_clip: 1.28}", "phases[3:rlvr].algorithm",
+    ("phases.rlvr.algorithm.dual_clip=1.1", "phases[4:rlvr].algorithm", "1 + clip_high (1.2)"),
+    ("phases.rlvr.algorithm={name: dapo, dual_clip: 1.28}", "phases[4:rlvr].algorithm",
      "1 + clip_high (1.28)"),
-    ("phases.align.dual_clip=1.2", "phases[2:align]", "1 + clip_eps (1.2)"),
+    ("phases.align.dual_clip=1.2", "phases[3:align]", "1 + clip_eps (1.2)"),
 ])
 def test_dual_clip_must_exceed_one_plus_the_clip(override, key, rule):
     with pytest.raises(ConfigError) as e:
@@ -321,7 +325,7 @@ def test_kl_coef_needs_a_reference_model_that_does_not_exist():
     with pytest.raises(ConfigError) as e:
         load_config(None, ["phases.rlvr.algorithm.kl_coef=0.05"])
     line = error_line(e)
-    assert "phases[3:rlvr].algorithm: kl_coef (0.05) must be 0" in line
+    assert "phases[4:rlvr].algorithm: kl_coef (0.05) must be 0" in line
     assert "reference model" in line
     off = load_config(None, ["phases.rlvr.algorithm.kl_coef=0"])
     assert off.phase("rlvr").algorithm.kl_coef == 0
@@ -357,7 +361,7 @@ def test_whole_phase_checks_are_attributed_to_the_override():
     with pytest.raises(ConfigError) as e:
         load_config(None, ["phases.rlvr.updates_per_step=1000"])
     line = error_line(e)
-    assert line.startswith("command line 'phases.rlvr.updates_per_step=1000': phases[3:rlvr]: "
+    assert line.startswith("command line 'phases.rlvr.updates_per_step=1000': phases[4:rlvr]: "
                            "updates_per_step (1000) exceeds")
     assert "{" not in line  # not the whole phase echoed back
     with pytest.raises(ConfigError) as e:
@@ -403,9 +407,10 @@ def test_unresolvable_interpolation_is_one_line(tmp_path):
 
 
 def test_every_training_phase_is_sized_by_steps(tmp_path):
-    config = load_config(None, ["phases.sft.steps=5", "phases.disc_warmup.steps=3",
-                                "phases.align.steps=2", "phases.rlvr.steps=4"])
-    assert [p.steps for p in config.phases[:4]] == [5, 3, 2, 4]
+    config = load_config(None, ["phases.sft_teacher.steps=6", "phases.sft.steps=5",
+                                "phases.disc_warmup.steps=3", "phases.align.steps=2",
+                                "phases.rlvr.steps=4"])
+    assert [p.steps for p in config.phases[:5]] == [6, 5, 3, 2, 4]
     sft = config.phase("sft")
     assert sft.total_steps(num_records=1000) == 5 and sft.plan_length() == "1 epoch(s) (≤5 steps)"
     whole = write(tmp_path, "r.yaml", "phases:\n  - {kind: sft, epochs: 2, batch_size: 10}\n")
@@ -472,5 +477,5 @@ def test_cli_validate_prints_the_learning_rates(tmp_path, capsys):
 def test_a_phase_index_past_the_end_is_named():
     with pytest.raises(ConfigError) as e:
         load_config(None, ["phases.9.steps=1"])
-    assert error_line(e) == ("command line 'phases.9.steps=1': no phase 9; the run has 5 "
-                             "phase(s), indices 0 to 4; phases are addressed by index or name")
+    assert error_line(e) == ("command line 'phases.9.steps=1': no phase 9; the run has 6 "
+                             "phase(s), indices 0 to 5; phases are addressed by index or name")

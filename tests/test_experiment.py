@@ -124,14 +124,14 @@ def test_arms_and_overrides_from_tiny_recipe(tmp_path):
 
     baseline = by["sft-dapo", 1]
     assert baseline.sft_source == source.run_dir
-    assert {"phases.rlvr.algorithm.name=dapo", "phases.sft.enabled=false",
-            "phases.disc_warmup.enabled=false", "phases.align.enabled=false",
+    assert {"phases.rlvr.algorithm.name=dapo", "phases.sft_teacher.enabled=false",
+            "phases.sft.enabled=false", "phases.disc_warmup.enabled=false", "phases.align.enabled=false",
             "phases.rlvr.steps=34", f"phases.rlvr.init_from={sft_policy}"} <= set(baseline.overrides)
     assert (baseline.budget_offset, baseline.rollouts_per_step) == (0, 64)
 
     other_alg = by["prism-dapo", 1]  # SFT does not depend on the algorithm: shared too
-    assert {"phases.sft.enabled=false", f"phases.disc_warmup.init_from={sft_policy}"} \
-        <= set(other_alg.overrides)
+    assert {"phases.sft_teacher.enabled=false", "phases.sft.enabled=false",
+            f"phases.disc_warmup.init_from={sft_policy}"} <= set(other_alg.overrides)
     assert other_alg.budget_offset == 256
 
     dense = by["prism-grpo-dense", 1]
@@ -139,17 +139,18 @@ def test_arms_and_overrides_from_tiny_recipe(tmp_path):
     no_sft = by["prism-grpo-no_sft", 1]
     assert no_sft.sft_source is None
     assert not any("init_from" in o for o in no_sft.overrides)
-    assert "phases.sft.enabled=false" in no_sft.overrides
+    assert {"phases.sft_teacher.enabled=false", "phases.sft.enabled=false"} \
+        <= set(no_sft.overrides)  # every phase of the SFT curriculum
 
     # Every run's command line resolves to the run it claims to be.
     configs = {key: load_config(e.recipe, spec.overrides) for key, spec in by.items()}
     c = configs["sft-dapo", 1]
-    assert [p.enabled for p in c.phases] == [False, False, False, True, True]
+    assert [p.enabled for p in c.phases] == [False, False, False, False, True, True]
     assert (c.phase("rlvr").steps, c.phase("rlvr").algorithm.name) == (34, "dapo")
     assert c.phase("rlvr").init_from == str(sft_policy) and c.seed == 1
     assert c.run_dir == str(baseline.run_dir)
     assert configs["prism-grpo-dense", 0].discriminator.num_experts == 1
-    assert [p.enabled for p in configs["prism-grpo", 0].phases] == [True] * 5
+    assert [p.enabled for p in configs["prism-grpo", 0].phases] == [True] * 6
     assert configs["prism-dapo", 0].phase("disc_warmup").init_from is not None
 
 
@@ -183,7 +184,7 @@ def test_plan_without_sft_in_the_base_shares_nothing(tmp_path):
 
 def test_a_bad_base_override_fails_before_any_run(tmp_path):
     e = _experiment(tmp_path, overrides=("phases.rlvr.steps=abc",))
-    with pytest.raises(ConfigError, match=r"phases\[3:rlvr\]\.steps"):
+    with pytest.raises(ConfigError, match=r"phases\[4:rlvr\]\.steps"):
         plan(e)
     assert not (tmp_path / "exp").exists()
 
@@ -357,7 +358,7 @@ def test_failed_run_is_reported_and_the_experiment_goes_on(tmp_path, monkeypatch
     broken = [s for s in runs if s.arm.ablation == "broken"]
     for spec in broken:
         log = spec.run_dir / "run.log"
-        assert "phases[3:rlvr].steps: Input should be a valid integer" in log.read_text()
+        assert "phases[4:rlvr].steps: Input should be a valid integer" in log.read_text()
         assert f"prism-grpo-broken seed{spec.seed} FAILED in " in console
         assert f" min: exit 2; log {log}:" in console
         marker = runner.read_marker(spec.run_dir)

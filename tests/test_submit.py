@@ -45,7 +45,7 @@ def test_bad_override_is_refused_before_submission(capsys):
     rc = main(["submit", "recipes/tiny.yaml", "phases.rlvr.steps=abc",
                "--address", "http://127.0.0.1:9"])
     assert rc == 2
-    assert "phases[3:rlvr].steps" in capsys.readouterr().err
+    assert "phases[4:rlvr].steps" in capsys.readouterr().err
 
 
 def test_overrides_may_follow_options(capsys):

@@ -39,7 +39,7 @@ def test_one_run_with_params_metrics_artifacts_and_failed_status(tmp_path, monke
     assert run.info.status == "FAILED" and run.info.run_name == "track-test"
     assert run.data.params["cluster.env_vars.HF_TOKEN"] == REDACTED
     assert "hf_secret" not in json.dumps(run.data.params)
-    assert run.data.params["phases.3.algorithm.name"] == "grpo"
+    assert run.data.params["phases.4.algorithm.name"] == "grpo"
     history = client.get_metric_history(tracker.run_id, "rlvr/rollout/reward")
     assert [(m.step, m.value) for m in history] == [(3, 0.5), (4, 0.75)]
     artifacts = [a.path for a in client.list_artifacts(tracker.run_id)]

@@ -25,14 +25,19 @@ from prism_ray.prompting import SYSTEM_PROMPT
 # list phases inherits it and command-line overrides can address its phases by name.
 # Sized for a 2-core CPU in under 10 minutes (docs/fidelity.md has the measurements): a tiny
 # random-init model needs learning rates far above the published ones (which are for 4B/8B
-# models starting from an instruct model), and RLVR needs enough steps at a high enough rate
-# to undo what SFT on the drifting public demonstrations taught.
+# models starting from an instruct model). SFT is a two-step curriculum: the teacher's
+# faithful demonstrations first (a tiny model learns to use the image only from clean
+# captions, after ~250 steps), then the nine-times-larger public mix, whose answer drift it
+# picks up; alignment then moves it toward the teacher at a low rate, and RLVR needs enough
+# steps at a high enough rate to undo the drift.
 DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
-    {"kind": "sft", "steps": 200, "batch_size": 16, "max_seq_tokens": 512,
-     "optimizer": {"lr": 3e-3}},
+    {"kind": "sft", "name": "sft_teacher", "sources": ["teacher"], "steps": 300, "epochs": 10,
+     "batch_size": 16, "max_seq_tokens": 512, "optimizer": {"lr": 3e-3}},
+    {"kind": "sft", "steps": 100, "batch_size": 16, "max_seq_tokens": 512,
+     "optimizer": {"lr": 1e-3}},
     {"kind": "disc_warmup", "steps": 20, "batch_size": 16, "optimizer": {"lr": 5e-4}},
     {"kind": "align", "steps": 8, "prompts_per_step": 4, "samples_per_prompt": 8,
-     "max_response_tokens": 128, "optimizer": {"lr": 1e-4}, "disc_optimizer": {"lr": 2e-4}},
+     "max_response_tokens": 128, "optimizer": {"lr": 5e-5}, "disc_optimizer": {"lr": 2e-4}},
     {"kind": "rlvr", "steps": 30, "prompts_per_step": 8, "samples_per_prompt": 8,
      "max_response_tokens": 128, "optimizer": {"lr": 2e-4}},
     {"kind": "eval", "max_response_tokens": 128},

@@ -140,7 +140,7 @@ class SyntheticData(Frozen):
         description="chance that a public demonstration that does not drift (below) takes "
                     "a shortcut to a random wrong answer ('The answer is X.')")
     public_answer_drift: Float = Field(
-        0.6, ge=0, le=1,
+        0.7, ge=0, le=1,
         description="chance that a public demonstration's steps are right but its answer "
                     "drifts from them the same way every time (one more than the count, the "
                     "next option): the systematic slip of a careless source")

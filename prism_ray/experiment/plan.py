@@ -9,7 +9,9 @@ Per RLVR algorithm ``<alg>``:
 All arms of a seed start from one π_sft: the first PRISM arm of the seed trains it, the
 others skip SFT and load its export (``<run>/phases/<sft>/policy``) with ``init_from``. Only
 the policy is loaded, so an ablation may change the discriminator's shape. ``no_sft`` is the
-exception: it starts from the untrained model.
+exception: it starts from the untrained model. Several SFT phases in a row are one curriculum
+(the default sees the teacher's demonstrations first, then the mix): π_sft is the policy after
+the last of them, and sharing or ablating SFT skips them all.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from prism_ray.config import ConfigError, RunConfig, load_config
 if TYPE_CHECKING:
     from prism_ray.experiment.spec import ExperimentConfig
 
-# Ablation → the overrides that make it. Those not in SHARES_SFT start from the untrained model.
+# Ablation → the overrides that make it (no_sft's depend on the recipe's SFT phases). Those in
+# OWN_SFT start from the untrained model.
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "dense": ("discriminator.num_experts=1", "discriminator.top_k=1"),
     "text_only": ("discriminator.use_images=false",),
     "hard_routing": ("discriminator.routing=hard",),
-    "no_sft": ("phases.sft.enabled=false",),
+    "no_sft": (),
 }
 OWN_SFT = frozenset({"no_sft"})
 
@@ -131,6 +134,7 @@ def run_spec(experiment: ExperimentConfig, config: RunConfig, arm: Arm, seed: in
                                         f"{arm.algorithm}"]
     if arm.prism:
         overrides += ABLATIONS[arm.ablation] if arm.ablation else ()
+        overrides += _sft_off(config) if arm.ablation == "no_sft" else []
         if shares:
             overrides += _start_from_sft(config, sft_source, _first_after_sft(config))
     else:
@@ -152,9 +156,13 @@ def _baseline(config: RunConfig, cost: Budget, sft_source: Path | None) -> list[
 
 
 def _start_from_sft(config: RunConfig, source: Path, phase: str) -> list[str]:
-    sft = _name(config, "sft")
-    policy = (source / "phases" / sft / "policy").resolve()
-    return [f"phases.{sft}.enabled=false", f"phases.{phase}.init_from={policy}"]
+    policy = (source / "phases" / _name(config, "sft") / "policy").resolve()
+    return [*_sft_off(config), f"phases.{phase}.init_from={policy}"]
+
+
+def _sft_off(config: RunConfig) -> list[str]:
+    return [f"phases.{p.name}.enabled=false" for p in config.phases
+            if p.kind == "sft" and p.enabled]
 
 
 def _first_after_sft(config: RunConfig) -> str:
@@ -164,7 +172,9 @@ def _first_after_sft(config: RunConfig) -> str:
 
 
 def _phase(config: RunConfig, kind: str):
-    return next((p for p in config.phases if p.kind == kind), None)
+    """The phase of a kind; for SFT the last one (π_sft is the policy after the curriculum)."""
+    phases = [p for p in config.phases if p.kind == kind]
+    return (phases[-1] if kind == "sft" else phases[0]) if phases else None
 
 
 def _name(config: RunConfig, kind: str) -> str:
