@@ -236,3 +236,63 @@ def test_two_updates_per_step_change_the_weights_twice_and_the_ratio_moves(tiny_
     assert second["ratio_mean"] == pytest.approx(metrics["ratio_mean_last"], abs=1e-6)
     assert max_diff(initial, after_first) > 1e-4 and max_diff(after_first, after_second) > 1e-4
     assert max_diff(fused.full_state_dict(), after_second) < ATOL
+
+
+# ── zero-advantage samples ───────────────────────────────────────
+
+
+def with_advantages(samples, advantages):
+    from dataclasses import replace
+
+    return [replace(s, advantage=a) for s, a in zip(samples, advantages, strict=True)]
+
+
+@pytest.mark.parametrize("algorithm", [GRPO(), GSPO()], ids=["token_mean", "seq_mean"])
+def test_zero_advantage_samples_are_left_out_with_the_same_update(tiny_pair, samples, algorithm,
+                                                                  monkeypatch):
+    """Two of six samples have advantage 0 (an all-equal group): leaving them out of the
+    forward/backward gives the weights of the step that trains on all six, because the
+    normaliser still counts them."""
+    import prism_ray.actors.policy as policy_module
+
+    batch = with_advantages(samples, (1.0, 0.0, 0.8, -1.2, 0.0, -0.4))
+    loss = PolicyLoss.from_settings(algorithm)
+    skipping = local_learner(tiny_pair[0], budget=360)
+    m_skip = skipping.policy_step(batch, loss)
+    monkeypatch.setattr(policy_module, "trains", lambda sample, loss: True)
+    everything = local_learner(tiny_pair[0], budget=360)
+    m_all = everything.policy_step(batch, loss)
+    assert m_skip["skipped_zero_adv_samples"] == 2 and m_all["skipped_zero_adv_samples"] == 0
+    assert m_skip["tokens"] == m_all["tokens"] - len(batch[1].response_ids) - len(
+        batch[4].response_ids)
+    # Adam's first step is nearly scale-free: the loss and the gradient norm are what would
+    # show a normaliser that changed with the skipped samples.
+    assert m_skip["loss"] == pytest.approx(m_all["loss"], abs=1e-7)
+    assert m_skip["grad_norm"] == pytest.approx(m_all["grad_norm"], rel=1e-5)
+    assert m_skip["tokens_per_s"] > 0 and 0.0 <= m_skip["padding_frac"] < 1.0
+    assert "mfu" not in m_skip  # CPU: no peak to divide by
+    after = skipping.full_state_dict()
+    assert max_diff(everything.full_state_dict(), after) < ATOL  # micro-batches regroup
+    assert max_diff(skipping.full_state_dict(), local_learner(
+        tiny_pair[0], budget=360).full_state_dict()) > 1e-4  # it did learn
+
+
+def test_an_all_zero_step_takes_no_optimizer_step_but_keeps_the_schedule(tiny_pair, samples):
+    from prism_ray.learner.updates import ppo_updates
+
+    zero = with_advantages(samples, (0.0,) * 6)
+    opt = OptimizerConfig(lr=1e-3, eps=1e-6, weight_decay=0.1, warmup_steps=4)
+    learner = local_learner(tiny_pair[0], budget=100_000)
+    learner.configure_optimizer(opt, total_steps=4)
+    before = learner.full_state_dict()
+    metrics = learner.policy_step(zero, PolicyLoss.from_settings(GRPO()))
+    assert metrics["optimizer_step_skipped"] == 1.0 and metrics["micro_batches"] == 0
+    assert metrics["skipped_zero_adv_samples"] == 6 and metrics["lr"] == pytest.approx(2.5e-4)
+    assert max_diff(before, learner.full_state_dict()) == 0.0  # weight decay did not run either
+    # Two updates on a batch whose first half is all zero: one real step, at the third lr.
+    half = with_advantages(samples, (0.0, 0.0, 0.0, -1.2, 0.3, -0.4))
+    merged = ppo_updates(learner, half, PolicyLoss.from_settings(GRPO()), updates=2)
+    assert merged["optimizer_step_skipped"] == 1.0 and merged["skipped_zero_adv_samples"] == 3
+    assert merged["lr"] == pytest.approx((5e-4 + 7.5e-4) / 2)
+    assert merged["tokens"] == sum(len(s.response_ids) for s in half[3:]) / 2
+    assert max_diff(before, learner.full_state_dict()) > 1e-4

@@ -9,6 +9,8 @@ shards never hang ZeRO-3's parameter gathers or ZeRO-2's gradient reductions.
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from prism_ray.learner.engine import (
     TORCH_DTYPES,
     init_distributed,
 )
+from prism_ray.learner.flops import mfu, model_dims, peak_tflops, training_flops
 from prism_ray.learner.metrics import StepMetrics
 from prism_ray.learner.microbatch import (
     Normaliser,
@@ -30,6 +33,7 @@ from prism_ray.learner.microbatch import (
     micro_weight,
     plan_micro_batches,
 )
+from prism_ray.learner.updates import trains
 from prism_ray.learner.weights import (
     WeightManifest,
     gather_full_state,
@@ -43,11 +47,10 @@ from prism_ray.models.batching import (
     VisionSpec,
     check_batch_vision,
     collate,
-    continuation_logits,
-    continuation_logprobs,
     sft_item,
 )
 from prism_ray.models.inputs import EncodedPrompt, encode_prompt
+from prism_ray.models.token_logprobs import continuation_scores
 from prism_ray.sync.cuda_ipc import IpcSender
 from prism_ray.sync.endpoints import WeightSender
 from prism_ray.sync.plan import Bucket
@@ -123,11 +126,15 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
             items.append(SequenceItem(cache[key], tuple(s.response_ids), f"#{index}"))
         return items
 
-    def _passes(self, items: list[SequenceItem], pad: SequenceItem
+    def _passes(self, items: list[SequenceItem], pad: SequenceItem,
+                indices: Sequence[int] | None = None
                 ) -> Iterator[tuple[list[int], Batch, bool]]:
-        """(indices, batch, is_padding) per forward; every rank yields the same number."""
-        lengths = [len(it.prompt.input_ids) + len(it.continuation) for it in items]
-        groups = plan_micro_batches(lengths, self.config.micro_batch_tokens)
+        """(indices, batch, is_padding) per forward over ``items[indices]`` (default: all);
+        every rank yields the same number."""
+        indices = range(len(items)) if indices is None else indices
+        lengths = [len(items[j].prompt.input_ids) + len(items[j].continuation) for j in indices]
+        groups = [[indices[k] for k in group]
+                  for group in plan_micro_batches(lengths, self.config.micro_batch_tokens)]
         for i in range(aligned_count(len(groups), self.device)):
             chosen = groups[i] if i < len(groups) else []
             batch = collate([items[j] for j in chosen] or [pad], self.spec)
@@ -137,9 +144,16 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
     def _logits(self, batch: Batch) -> torch.Tensor:
         return self._module()(**batch.model_inputs()).logits
 
+    def _scores(self, batch: Batch, with_entropy: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Continuation log-probs [B, L] fp32 (and entropies), chunked from the hidden states
+        (``models.token_logprobs``): the [B, T, V] logits are never built."""
+        return continuation_scores(self._module(), self._unwrapped(), batch,
+                                   self.config.logprob_chunk_tokens, with_entropy=with_entropy)
+
     @torch.no_grad()
     def compute_logprobs(self, samples: Sequence[PolicySample]) -> list[list[float]]:
-        """Teacher-forced log-probs of every response token (eval mode, fp32 log_softmax)."""
+        """Teacher-forced log-probs of every response token (eval mode, fp32 logsumexp)."""
         if not samples:
             return []
         module = self._module()
@@ -149,7 +163,7 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
         pad = self._items(samples[:1], [0])[0]
         local: list[list[float] | None] = [None] * len(items)
         for chosen, batch, _ in self._passes(items, pad):
-            log_probs = continuation_logprobs(self._logits(batch), batch).cpu()
+            log_probs = self._scores(batch)[0].cpu()
             for row, j in enumerate(chosen):
                 local[j] = log_probs[row, : len(items[j].continuation)].tolist()
         return self._gather_ordered(local, len(samples))
@@ -157,13 +171,19 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
     # ── updates ─────────────────────────────────────────────────
 
     def _optimizer_step(self, items, pad, normaliser: Normaliser,
-                        micro_loss: Callable[[Batch, list[int]], tuple[torch.Tensor, dict]]
-                        ) -> dict[str, float]:
-        """One optimizer step over this rank's items (shared by policy and SFT steps)."""
+                        micro_loss: Callable[[Batch, list[int]], tuple[torch.Tensor, dict]],
+                        train: Sequence[int] | None = None) -> dict[str, float]:
+        """One optimizer step over this rank's items (shared by policy and SFT steps).
+
+        Only ``items[train]`` (default: all) are forwarded; the normaliser still counts every
+        item, so leaving out items whose gradient is exactly zero changes nothing else.
+        """
+        start = time.perf_counter()
         self.engine.train()
         total = global_normaliser([len(it.continuation) for it in items], normaliser, self.device)
-        metrics, passes = StepMetrics(), list(self._passes(items, pad))
+        metrics, passes = StepMetrics(), list(self._passes(items, pad, train))
         lr = self.engine.get_lr()[0]  # the lr this step applies (the schedule steps after it)
+        params, layers, hidden = model_dims(self._unwrapped())
         for i, (chosen, batch, padding) in enumerate(passes):
             loss, micro = micro_loss(batch, chosen)
             weight = 0.0 if padding else micro_weight(
@@ -177,12 +197,43 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
             metrics.add_sum("loss", micro["loss"] * weight / self.world_size)
             metrics.add_sum("tokens", tokens)
             metrics.add_sum("sequences", float(len(chosen)))
+            lengths = [] if padding else batch.attention_mask.sum(-1).tolist()
+            metrics.add_sum("_seq_tokens", float(sum(lengths)))
+            metrics.add_sum("_padded_tokens", 0.0 if padding else float(batch.input_ids.numel()))
+            metrics.add_sum("_flops", training_flops(params, layers, hidden, lengths))
         self.engine.step()
         out = metrics.reduce(self.device)
         norm = self.engine.get_global_grad_norm()
         out.update(grad_norm=float(norm) if norm is not None else float("nan"), lr=lr,
                    micro_batches=float(len(passes)))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        out.update(self._throughput(out, time.perf_counter() - start))
         return out
+
+    def _throughput(self, out: dict[str, float], seconds: float) -> dict[str, float]:
+        """tokens_per_s (prompt + response tokens, padding excluded, all ranks), padding_frac
+        (padded positions / all positions forwarded) and, on a GPU with a known peak, mfu."""
+        tokens, padded, flops = (out.pop(k) for k in ("_seq_tokens", "_padded_tokens", "_flops"))
+        result = {"tokens_per_s": tokens / seconds,
+                  "padding_frac": 1.0 - tokens / padded if padded else 0.0}
+        peak = peak_tflops(self.config.peak_tflops) if self.device.type == "cuda" else None
+        value = mfu(flops, seconds, peak, self.world_size)
+        if value is not None:
+            result["mfu"] = value
+        return result
+
+    def _skipped_step(self, skipped: int) -> dict[str, float]:
+        """A step whose every sample has a zero gradient: no forward, backward or optimizer
+        step (Adam's moments and weight decay would still move the weights). The lr schedule
+        advances, so later steps keep the lr of their place in the phase."""
+        lr = self.engine.get_lr()[0]
+        with warnings.catch_warnings():  # torch warns when the schedule steps before any
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.engine.lr_scheduler.step()  # optimizer step: here that is the point
+        return {"loss": 0.0, "pg_loss": 0.0, "tokens": 0.0, "sequences": 0.0,
+                "micro_batches": 0.0, "grad_norm": 0.0, "lr": lr,
+                "skipped_zero_adv_samples": float(skipped), "optimizer_step_skipped": 1.0}
 
     def policy_step(self, samples: Sequence[PolicySample], loss_settings: PolicyLoss,
                     old_logprobs: Sequence[Sequence[float]] | None = None) -> dict[str, float]:
@@ -190,12 +241,18 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
 
         Without ``old_logprobs`` the step is on-policy (one update per rollout batch): the old
         log-probs are the detached current ones, so the ratio is 1 and no extra forward runs.
+        Samples whose gradient is exactly zero (``learner.updates.trains``) are not forwarded
+        but still count in the loss normaliser; the step's diagnostics (ratio, entropy, clip
+        fractions) are over the trained samples. With none left, no step is taken.
         """
         if not samples:
             raise ValueError("policy_step needs at least one sample")
         has_rollout = [s.rollout_logprobs is not None for s in samples]
         if any(has_rollout) and not all(has_rollout):
             raise ValueError("rollout_logprobs must be given for all samples or for none")
+        training = [trains(s, loss_settings) for s in samples]
+        if not any(training):
+            return self._skipped_step(len(samples))
         mine = self._shard(len(samples))
         items = self._items([samples[i] for i in mine], mine)
         pad = self._items(samples[:1], [0])[0]
@@ -205,8 +262,7 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
         def micro_loss(batch: Batch, chosen: list[int]):
             rows = chosen or [None]  # padding pass: the first global sample
             picked = [local[j] if j is not None else samples[0] for j in rows]
-            logits = self._logits(batch)
-            log_probs = continuation_logprobs(logits, batch)
+            log_probs, entropy = self._scores(batch, with_entropy=True)
             mask = batch.response_mask
             old_lp = log_probs.detach() if old is None else _padded(
                 [old[j] if j is not None else old_logprobs[0] for j in rows], mask)
@@ -214,15 +270,19 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
                 has_rollout) else None
             advantages = torch.tensor([p.advantage for p in picked], device=mask.device)
             loss, metrics = loss_settings(log_probs, old_lp, advantages, mask,
-                                          rollout_log_probs=rollout,
-                                          logits=continuation_logits(logits, batch))
+                                          rollout_log_probs=rollout)
+            metrics["entropy"] = masked_mean(entropy, mask).item()
             if rollout is not None:
                 metrics["rollout_mismatch_abs"] = masked_mean(
                     (rollout - old_lp).abs(), mask).item()
             return loss, metrics
 
         normaliser = Normaliser.TOKENS if loss_settings.per_token else Normaliser.SEQUENCES
-        return self._optimizer_step(items, pad, normaliser, micro_loss)
+        train = [j for j, i in enumerate(mine) if training[i]]
+        out = self._optimizer_step(items, pad, normaliser, micro_loss, train)
+        out.update(skipped_zero_adv_samples=float(len(samples) - sum(training)),
+                   optimizer_step_skipped=0.0)
+        return out
 
     def sft_step(self, demos: Sequence[Demonstration],
                  aggregation: SFTAggregation = SFTAggregation.TOKEN_MEAN,

@@ -251,6 +251,14 @@ class LearnerConfig(Frozen):
     micro_batch_tokens: Int = Field(4096, ge=64, description="token budget of one micro-batch")
     gradient_checkpointing: bool = False
     offload_optimizer: bool = False
+    logprob_chunk_tokens: Int = Field(
+        1024, ge=1, description="policy learner: response tokens whose logits exist at once "
+                                "when log-probs are computed from the final hidden states "
+                                "(peak memory chunk × vocabulary, not tokens × vocabulary)")
+    peak_tflops: Float | None = Field(
+        None, gt=0, description="policy learner: the device's peak dense bf16 TFLOP/s for "
+                                "policy/mfu; unset: PRISM_PEAK_TFLOPS, else a table of known "
+                                "GPUs (learner.flops); no MFU on CPU or an unknown GPU")
 
 
 class DiscriminatorConfig(Frozen):
