@@ -85,7 +85,7 @@ class ContinuationScorer(torch.nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if tuple(hidden.shape[:-1]) != self.shape:
             raise ValueError(f"the model passed hidden states of shape {tuple(hidden.shape)} to "
-                             "its output head; expected {self.shape} × hidden for the whole batch")
+                             f"its output head; expected {self.shape} × hidden for the whole batch")
         self.called = True
         picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, self.rows)
         log_probs, self.entropy = token_logprobs(picked, self.head, self.targets,
