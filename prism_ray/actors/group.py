@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,9 @@ class ActorGroup:
         self._init_kwargs = dict(init_kwargs or {})
         self._members: list[_Member] = []
         self._next_rank = 0
+        # Actors are named ``<role>:<group>:<rank>`` (``ray list actors`` shows whose is whose;
+        # ``actors.chaos`` finds the rollout and verifier workers by it).
+        self._name = f"{role}:{uuid.uuid4().hex[:8]}"
         if gang:
             pg = self._place([bundle(resources)] * num_actors, "PACK")
             for i in range(num_actors):
@@ -193,6 +197,7 @@ class ActorGroup:
                 placement_group=pg, placement_group_bundle_index=bundle_index
             ),
             max_restarts=self.max_restarts,
+            name=f"{self._name}:{rank}",
         )
         if self.resources.memory_gb:
             options["memory"] = self.resources.memory_gb * 2**30

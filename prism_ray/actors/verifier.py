@@ -195,7 +195,11 @@ class VerifierPool:
         raise RuntimeError("verifier: new workers kept dying while starting")
 
     def shutdown(self) -> None:
-        ray.get(self.group.each(lambda a: a.close.remote()))
+        for ref in self.group.each(lambda a: a.close.remote()):
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError:
+                pass  # died since its last batch: nothing of it to close
         self.group.shutdown()
 
 

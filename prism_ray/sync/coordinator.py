@@ -27,7 +27,9 @@ from prism_ray.sync.endpoints import SyncBroken, SyncStats
 from prism_ray.sync.plan import Bucket, TensorSpec, plan_buckets
 
 MAX_ATTEMPTS = 4
-CONNECT_TIMEOUT_S = 15.0  # a rendezvous of live processes takes well under a second
+# Every member has answered a ping (so is idle) when the rendezvous starts, which then takes
+# well under a second: this bounds only the stall when a member dies during it.
+CONNECT_TIMEOUT_S = 5.0
 
 
 class Interrupted(RuntimeError):
@@ -113,6 +115,7 @@ class WeightSync:
         if self.backend == "cuda_ipc":
             return  # no group: handles travel through Ray
         world = 1 + len(self.receivers)
+        ray.get([learner.ready.remote() for learner in self.learners])  # idle: see above
         head = self.learners[0]
         address = ray.get(head.node_address.remote())
         port = ray.get(head.free_port.remote())
