@@ -18,9 +18,10 @@ submission in flight), and at least one worker stays.
 Worker loss: when a worker dies before or during a call, ``collect`` drops it, starts a
 replacement (brought to the current weights by ``on_new_workers`` before it serves), and
 re-submits exactly the dead call's prompts to the live workers, so no group is lost and none
-is generated twice (groups are placed by prompt position). Up to ``MAX_REQUEUES`` rounds per
-collection; ``faults`` counts workers lost and prompts re-queued. ``replace_workers`` is the
-same replacement for a worker found dead elsewhere (the weight sync): it returns the new
+is generated twice (groups are placed by prompt position). A round in which some call
+succeeds shrinks what is left, so only rounds that lose every call count against
+``MAX_REQUEUES`` (in a row); ``faults`` counts workers lost and prompts re-queued.
+``replace_workers`` is the same replacement for a worker found dead elsewhere (the weight sync): it returns the new
 member list and leaves bringing the newcomers to the current weights to its caller. A
 newcomer that dies before it is ready is replaced in turn (up to ``MAX_REQUEUES`` times).
 """
@@ -143,7 +144,9 @@ class RolloutPool:
         print(f"[{ROLE}] {len(dead)} worker(s) lost; {len(positions)} prompt(s) re-queued on "
               f"{self.num_workers} worker(s)", flush=True)
         again = self.submit([pending.prompts[p] for p in positions], pending.params)
-        for position, group in zip(positions, self.collect(again, _depth=depth + 1)):
+        progress = len(lost) < len(pending.refs)  # some call of this round came back
+        for position, group in zip(positions, self.collect(again, _depth=0 if progress
+                                                           else depth + 1)):
             ordered[position] = group
 
     def _assign(self, num_prompts: int, n: int, actors: list[Any]) -> list[list[int]]:
