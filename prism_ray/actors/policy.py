@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from prism_ray.actors.learner import EngineLearner
-from prism_ray.algo import PolicyLoss, SFTAggregation, masked_mean, sft_loss
+from prism_ray.algo import PolicyLoss, SFTAggregation, masked_mean, rollout_correction, sft_loss
 from prism_ray.config.schema import LearnerConfig
 from prism_ray.learner.engine import (
     TORCH_DTYPES,
@@ -235,6 +235,21 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
                 "micro_batches": 0.0, "grad_norm": 0.0, "lr": lr,
                 "skipped_zero_adv_samples": float(skipped), "optimizer_step_skipped": 1.0}
 
+    def _rollout_diagnostics(self, samples: Sequence[PolicySample],
+                             loss_settings: PolicyLoss) -> dict[str, float]:
+        """For a step that trains nothing: the rollout-vs-learner mismatch and the rollout
+        correction's ratio metrics, from one no-grad forward (the sync's health check)."""
+        learner = self.compute_logprobs(samples)
+        width = max(len(row) for row in learner)
+        mask = torch.zeros(len(samples), width)
+        for b, row in enumerate(learner):
+            mask[b, : len(row)] = 1.0
+        old = _padded(learner, mask)
+        rollout = _padded([s.rollout_logprobs for s in samples], mask)
+        _, _, metrics = rollout_correction(old, rollout, mask, loss_settings.clip.correction)
+        metrics["rollout_mismatch_abs"] = masked_mean((rollout - old).abs(), mask).item()
+        return metrics
+
     def policy_step(self, samples: Sequence[PolicySample], loss_settings: PolicyLoss,
                     old_logprobs: Sequence[Sequence[float]] | None = None) -> dict[str, float]:
         """One optimizer step of the policy-gradient loss over all samples.
@@ -252,7 +267,10 @@ class PolicyLearner(EngineLearner, WeightSender, IpcSender):
             raise ValueError("rollout_logprobs must be given for all samples or for none")
         training = [trains(s, loss_settings) for s in samples]
         if not any(training):
-            return self._skipped_step(len(samples))
+            out = self._skipped_step(len(samples))
+            if all(has_rollout):  # the sync's health check still needs a (no-grad) forward
+                out.update(self._rollout_diagnostics(samples, loss_settings))
+            return out
         mine = self._shard(len(samples))
         items = self._items([samples[i] for i in mine], mine)
         pad = self._items(samples[:1], [0])[0]
