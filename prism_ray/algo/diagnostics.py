@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from prism_ray.algo.advantages import group_mean_std
 from prism_ray.algo.masking import masked_mean
 
 # exp() of a log-ratio beyond this overflows float32; a ratio of e^20 is already meaningless.
@@ -54,11 +55,8 @@ def within_group_correlation(x: torch.Tensor, y: torch.Tensor,
     the number that says whether a reward (x) tracks a quality (y) the policy could improve.
     None when there is no within-group variation in x or in y (nothing to correlate).
     """
-    x, y = x.double(), y.double()
-    ids, inverse = torch.unique(group_ids, return_inverse=True)
-    counts = torch.zeros(len(ids), dtype=torch.double).index_add_(0, inverse, torch.ones_like(x))
-    dx = x - torch.zeros_like(counts).index_add_(0, inverse, x)[inverse] / counts[inverse]
-    dy = y - torch.zeros_like(counts).index_add_(0, inverse, y)[inverse] / counts[inverse]
+    dx = x.double() - group_mean_std(x, group_ids)[0]
+    dy = y.double() - group_mean_std(y, group_ids)[0]
     norm = (dx.square().sum() * dy.square().sum()).sqrt()
     if norm.item() <= 1e-12:
         return None
