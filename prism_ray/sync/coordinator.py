@@ -89,8 +89,10 @@ class WeightSync:
                 return once()
             except Interrupted as interrupted:
                 self.faults["interrupted"] += 1
+                then = (f"attempt {attempt + 2} of {MAX_ATTEMPTS}"
+                        if attempt + 1 < MAX_ATTEMPTS else "giving up")
                 print(f"[sync] {what} interrupted ({len(interrupted.dead)} receiver(s) dead): "
-                      f"{interrupted}; attempt {attempt + 2} of {MAX_ATTEMPTS}", flush=True)
+                      f"{interrupted}; {then}", flush=True)
                 if interrupted.dead:
                     self._drop(interrupted.dead)
                 regroup = True
