@@ -8,7 +8,7 @@ import time
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from prism_ray.config import ConfigError, RunConfig, load_config
@@ -122,6 +122,8 @@ def test_any_overrides_resolve_or_are_a_config_error(texts):
 
 @PROPERTY
 @given(text=recipe_texts, texts=st.lists(overrides, max_size=3))
+@example(text="name: []\n", texts=["name.A="])  # a key stepping into a list by a name
+@example(text="name: [1]\n", texts=["name.3=2"])  # ... or past its end
 def test_any_recipe_with_overrides_resolves_or_is_a_config_error(recipe_path, text, texts):
     recipe_path.write_text(text, encoding="utf-8")
     _load(recipe_path, texts)

@@ -244,11 +244,29 @@ def _apply_override(merged: DictConfig, key: str, value: Any, text: str) -> tupl
         raise ConfigError(f"command line {text!r}: no phase {parts[1]}; the run has "
                           f"{len(phases)} phase(s){indices}; phases are addressed by index "
                           "or name")
+    _check_list_steps(merged, parts, text)
     try:
         OmegaConf.update(merged, ".".join(parts), value, merge=True, force_add=True)
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, ValueError, IndexError) as e:
         raise ConfigError(f"command line {text!r}: {_omegaconf_message(e)}") from None
     return tuple(parts)
+
+
+def _check_list_steps(merged: DictConfig, parts: list[str], text: str) -> None:
+    """A key that steps into a list must name an existing item by its index."""
+    node: Any = merged
+    for depth, part in enumerate(parts[:-1]):
+        node = node.get(part) if isinstance(node, DictConfig) else None
+        if isinstance(node, ListConfig):
+            step = parts[depth + 1]
+            if not step.isdigit() or int(step) >= len(node):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"command line {text!r}: {where} is a list of {len(node)} "
+                                  f"item(s); address an item by its index (0 to "
+                                  f"{len(node) - 1})" if len(node) else
+                                  f"command line {text!r}: {where} is an empty list; set it "
+                                  f"whole ({where}=[...])")
+            node = node[int(step)]
 
 
 def _phase_index(merged: DictConfig, name: str, text: str) -> int:
