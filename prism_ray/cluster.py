@@ -10,6 +10,7 @@ import logging
 import os
 
 from prism_ray.config.run import ClusterConfig
+from prism_ray.reaper import start_reaper
 
 # Quiet defaults for every actor (a user's cluster.env_vars win): progress bars of checkpoint
 # writes and tokenizer fork warnings would otherwise interleave with the step lines.
@@ -55,6 +56,7 @@ def start_ray(cluster: ClusterConfig, log_to_driver: bool = True) -> tuple[dict,
             log_to_driver=log_to_driver,
             runtime_env=runtime_env,
         )
+        start_reaper()  # its Ray processes end with this process, even on a SIGKILL
     else:
         ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     return ray.cluster_resources(), True
