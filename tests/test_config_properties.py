@@ -116,6 +116,7 @@ def test_any_recipe_bytes_resolve_or_are_a_config_error(recipe_path, data):
 
 @PROPERTY
 @given(texts=st.lists(overrides, max_size=4))
+@example(texts=["000=${0}", "000="])  # a key whose value is an interpolation that fails
 def test_any_overrides_resolve_or_are_a_config_error(texts):
     _load(None, texts)
 
@@ -124,6 +125,8 @@ def test_any_overrides_resolve_or_are_a_config_error(texts):
 @given(text=recipe_texts, texts=st.lists(overrides, max_size=3))
 @example(text="name: []\n", texts=["name.A="])  # a key stepping into a list by a name
 @example(text="name: [1]\n", texts=["name.3=2"])  # ... or past its end
+@example(text="phases:\n- kind: sft\n  data: [{kind: synthetic}]\n",
+         texts=["phases.0.data.z=1"])  # ... or a list inside a list's item
 def test_any_recipe_with_overrides_resolves_or_is_a_config_error(recipe_path, text, texts):
     recipe_path.write_text(text, encoding="utf-8")
     _load(recipe_path, texts)

@@ -255,18 +255,20 @@ def _apply_override(merged: DictConfig, key: str, value: Any, text: str) -> tupl
 def _check_list_steps(merged: DictConfig, parts: list[str], text: str) -> None:
     """A key that steps into a list must name an existing item by its index."""
     node: Any = merged
-    for depth, part in enumerate(parts[:-1]):
-        node = node.get(part) if isinstance(node, DictConfig) else None
-        if isinstance(node, ListConfig):
-            step = parts[depth + 1]
-            if not step.isdigit() or int(step) >= len(node):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"command line {text!r}: {where} is a list of {len(node)} "
-                                  f"item(s); address an item by its index (0 to "
-                                  f"{len(node) - 1})" if len(node) else
-                                  f"command line {text!r}: {where} is an empty list; set it "
+    for depth, part in enumerate(parts):
+        if isinstance(node, ListConfig) and not (part.isdigit() and int(part) < len(node)):
+            where = ".".join(parts[:depth])
+            if not node:
+                raise ConfigError(f"command line {text!r}: {where} is an empty list; set it "
                                   f"whole ({where}=[...])")
-            node = node[int(step)]
+            raise ConfigError(f"command line {text!r}: {where} is a list of {len(node)} "
+                              f"item(s); address an item by its index (0 to {len(node) - 1})")
+        if not isinstance(node, DictConfig | ListConfig):
+            return  # a scalar or an absent key: OmegaConf.update builds or names the path
+        try:
+            node = node[int(part)] if isinstance(node, ListConfig) else node.get(part)
+        except OmegaConfBaseException:  # e.g. an interpolation that does not resolve
+            return  # named by OmegaConf.update below
 
 
 def _phase_index(merged: DictConfig, name: str, text: str) -> int:
