@@ -63,19 +63,11 @@ def kill_everything(proc: subprocess.Popen, temp: Path) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in ray_processes(temp):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if str(temp) in cmdline or f"RAY_TMPDIR={temp}" in environ:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def steps_logged(run_dir: Path) -> int:
@@ -83,9 +75,9 @@ def steps_logged(run_dir: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def ray_processes(temp: Path) -> list[int]:
-    """The processes of the Ray cluster whose temp dir is ``temp``."""
-    found = []
+def ray_processes(temp: Path) -> dict[int, str]:
+    """The live processes of the Ray cluster whose temp dir is ``temp``: pid → command line."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -94,15 +86,8 @@ def ray_processes(temp: Path) -> list[int]:
         except (OSError, IndexError):
             continue
         if state != "Z" and (str(temp) in cmdline or f"RAY_TMPDIR={temp}" in environ):
-            found.append(int(pid))
+            found[int(pid)] = cmdline
     return found
-
-
-def title(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")[:120]
-    except OSError:
-        return f"{pid} (gone)"
 
 
 def by_step(run_dir: Path) -> dict[int, dict]:
@@ -140,7 +125,7 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(tmp_path):
         deadline = time.time() + 15
         while ray_processes(temp) and time.time() < deadline:
             time.sleep(0.5)
-        left = [title(pid) for pid in ray_processes(temp)]
+        left = [cmdline[:120] for cmdline in ray_processes(temp).values()]
         assert not left, f"Ray processes of the killed run still alive after 15 s: {left}"
         # A checkpoint torn by a kill mid-write, newer than the last complete one: ignored.
         torn = interrupted / "checkpoints" / ".tmp-step00000006" / "policy"
