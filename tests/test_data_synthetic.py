@@ -25,9 +25,11 @@ from prism_ray.data.fidelity import (
 from prism_ray.data.questions import OPTION_LETTERS, Question, QuestionKind
 from prism_ray.data.responses import (
     drifted_answer,
+    matched_caption_lines,
     public_fidelity,
     public_response,
     student_segments,
+    teacher_caption_lines,
     teacher_response,
 )
 from prism_ray.data.scenes import Scene
@@ -48,7 +50,7 @@ PRODUCTS = (
 # defaults.
 TASK_SETTINGS = (
     "image_size", "public_perception_error", "public_reasoning_error", "public_answer_drift",
-    "digit_probability",
+    "digit_probability", "warmup_matched_negatives",
 )  # fmt: skip
 DIGIT_KINDS = {QuestionKind.SUM_DIGITS, QuestionKind.DIGIT_RANGE}
 # The embedded task has no digits; tests that need digit questions or digit rendering ask for
@@ -380,7 +382,8 @@ def test_schema_defaults_are_the_synthesis_defaults() -> None:
         assert getattr(source, name) == defaults[name].default, name
 
 
-@pytest.mark.parametrize("field", ["public_answer_drift", "digit_probability"])
+@pytest.mark.parametrize("field", ["public_answer_drift", "digit_probability",
+                                   "warmup_matched_negatives"])
 def test_schema_holds_the_new_rates_to_zero_one(field: str) -> None:
     assert getattr(SyntheticData(**{field: 0.0}), field) == 0.0
     assert getattr(SyntheticData(**{field: 1.0}), field) == 1.0
@@ -438,6 +441,41 @@ def test_student_segments_always_differ_from_the_teacher() -> None:
         student = student_segments(example.scene, example.question, rng)
         assert FORMAT_PATTERN.match("\n".join(student))
         assert student[0] != teacher[0] and student[1] != teacher[1]
+
+
+def test_matched_captions_keep_the_teachers_form_with_one_claim_false() -> None:
+    rng = random.Random(0)
+    kinds = Counter()
+    for example in _examples(300):
+        teacher = teacher_caption_lines(example.scene)
+        matched = matched_caption_lines(example.scene, rng)
+        assert matched[0] == teacher[0] and len(matched) == len(teacher)  # text can't tell
+        assert matched != teacher
+        claims = caption_claims("\n".join(matched), example.scene)
+        assert claims.total == _claim_count(example.scene)
+        false = claims.total - claims.true
+        # one wrong colour or shape; or a moved object, whose line is false on every count
+        assert false in (1, 3, 4)
+        changed = sum(a != b for a, b in zip(matched[1:], teacher[1:]))
+        kinds["moved" if false > 1 else "attribute"] += 1
+        assert changed >= 1
+    assert kinds["moved"] > 30 and kinds["attribute"] > 100
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
+def test_warmup_matched_negatives_reach_the_written_pairs(tmp_path: Path, rate: float) -> None:
+    synthesize(tmp_path, seed=0, size="tiny", warmup_matched_negatives=rate)
+    pairs = [json.loads(line) for line in (tmp_path / "warmup/pairs.jsonl").read_text().splitlines()]
+    same_form = sum(len(p["student_caption"].splitlines()) == len(p["teacher_caption"].splitlines())
+                    and p["student_caption"].splitlines()[1] == p["teacher_caption"].splitlines()[1]
+                    for p in pairs)  # line 0 is the <caption> tag, line 1 the header
+    if rate == 0.0:
+        assert same_form < len(pairs) / 2
+    elif rate == 1.0:
+        assert same_form == len(pairs)
+    else:
+        assert 0 < same_form < len(pairs)
+    assert json.loads((tmp_path / "manifest.json").read_text())["warmup_matched_negatives"] == rate
 
 
 def test_corpus_texts_are_deterministic_and_exactly_n() -> None:

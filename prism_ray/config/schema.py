@@ -148,6 +148,12 @@ class SyntheticData(Frozen):
         0.0, ge=0, le=1,
         description="chance that a shape carries a digit (0: no digits and no digit "
                     "questions, an easier task)")
+    warmup_matched_negatives: Float = Field(
+        0.0, ge=0, le=1,
+        description="share of the discriminator warm-up pairs whose student caption keeps "
+                    "the teacher's form (header, one line per object) with one colour, shape "
+                    "or position wrong, so that only the image tells them apart; the others "
+                    "are degraded captions (objects left out, wrong colours, no header)")
 
 
 class ShareGPTData(Frozen):

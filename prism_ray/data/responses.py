@@ -130,20 +130,43 @@ def public_response(
 
 
 def student_segments(
-    scene: Scene, question: Question, rng: random.Random, fidelity: Fidelity = STUDENT
+    scene: Scene, question: Question, rng: random.Random, fidelity: Fidelity = STUDENT,
+    matched: bool = False,
 ) -> tuple[str, str]:
     """(caption segment, reasoning segment) of a student: each differs from the teacher's.
 
     A pair whose student segment equals the teacher's would carry no Bradley-Terry signal, so
-    a defect is forced when the random ones all missed.
+    a defect is forced when the random ones all missed. ``matched``: the caption is
+    `matched_caption_lines` (the teacher's form, one claim false) instead of a degraded one.
     """
-    caption = degraded_caption_lines(scene, rng, fidelity)
+    caption = (matched_caption_lines(scene, rng) if matched
+               else degraded_caption_lines(scene, rng, fidelity))
     if caption == teacher_caption_lines(scene):
         caption = _force_caption_defect(scene, rng)
     reasoning, answer = degraded_reasoning(question, rng, fidelity)
     if (reasoning, answer) == ("\n".join(question.steps), question.answer):
         reasoning = question.steps[-1]
     return split_segments(format_response(caption, reasoning, answer))
+
+
+def matched_caption_lines(scene: Scene, rng: random.Random) -> list[str]:
+    """The teacher's caption with one claim made false that only the image reveals: the same
+    header and the same number of object lines, but one object's colour, shape or cell is
+    wrong (a moved object lands in an empty cell). A negative that text alone cannot tell
+    from the teacher's caption, where a left-out object or a missing header can be."""
+    index = rng.randrange(len(scene.objects))
+    target = scene.objects[index]
+    empty = [cell for cell in range(GRID * GRID) if cell not in {o.cell for o in scene.objects}]
+    kind = rng.choice(("color", "shape", "cell") if empty else ("color", "shape"))
+    if kind == "color":
+        changed = replace(target, color=_other(rng, COLOR_NAMES, target.color))
+    elif kind == "shape":
+        changed = replace(target, shape=_other(rng, SHAPES, target.shape))
+    else:
+        changed = replace(target, cell=rng.choice(empty))
+    objects = sorted((changed if obj is target else obj for obj in scene.objects),
+                     key=lambda obj: obj.cell)
+    return [_header(len(objects)), *(describe(obj) for obj in objects)]
 
 
 def split_segments(response: str) -> tuple[str, str]:

@@ -140,6 +140,7 @@ def synthesize(
     public_answer_drift: float = _TASK.public_answer_drift,
     digit_probability: float = _TASK.digit_probability,
     system_prompt: str | None = _SYSTEM_PROMPT,
+    warmup_matched_negatives: float = _TASK.warmup_matched_negatives,
 ) -> dict[str, Any]:
     """Write every product of PRISM_SPEC §7 under `out_dir` and return the manifest.
 
@@ -156,9 +157,10 @@ def synthesize(
     """
     import tempfile
 
-    if not 0.0 <= digit_probability <= 1.0:
-        raise ValueError(f"digit_probability must be a probability in [0, 1], got "
-                         f"{digit_probability}")
+    for name, rate in (("digit_probability", digit_probability),
+                       ("warmup_matched_negatives", warmup_matched_negatives)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {rate}")
     size = DatasetSize(size)
     counts = COUNTS[size]
     root = Path(out_dir)
@@ -169,6 +171,7 @@ def synthesize(
         "public_reasoning_error": public_reasoning_error,
         "public_answer_drift": public_answer_drift,
         "digit_probability": digit_probability,
+        "warmup_matched_negatives": warmup_matched_negatives,
     }
     manifest = _manifest(seed, size, image_size, counts, rates)
     if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not overwrite)):
@@ -189,7 +192,8 @@ def synthesize(
                    image_size, None, report, system_prompt)
         _write_sft(staging, "public", train("sft_public", counts.sft_public), seed, image_size,
                    public, report, system_prompt)
-        _write_warmup(staging, train("warmup", counts.warmup), seed, image_size, report)
+        _write_warmup(staging, train("warmup", counts.warmup), seed, image_size, report,
+                      warmup_matched_negatives)
         for product, examples, split in (("align", train("align", counts.align), "train"),
                                          ("rlvr", train("rlvr", counts.rlvr), "train"),
                                          ("eval", evaluation, "test")):
@@ -296,8 +300,11 @@ def _write_sft(
 
 
 def _write_warmup(
-    root: Path, examples: list[Example], seed: int, image_size: int, report: Progress
+    root: Path, examples: list[Example], seed: int, image_size: int, report: Progress,
+    matched_negatives: float,
 ) -> None:
+    """warmup/pairs.jsonl: teacher vs student segments; a share `matched_negatives` of the
+    student captions keep the teacher's form with one claim false (`matched_caption_lines`)."""
     directory, noise = root / "warmup", _rng(seed, "warmup", "student")
     (directory / "images").mkdir(parents=True, exist_ok=True)
     tick, rows = _ticker(report, "warmup/pairs.jsonl", len(examples)), []
@@ -307,7 +314,9 @@ def _write_warmup(
         teacher_caption, teacher_cot = split_segments(
             teacher_response(example.scene, example.question)
         )
-        student_caption, student_cot = student_segments(example.scene, example.question, noise)
+        matched = matched_negatives > 0 and noise.random() < matched_negatives  # no draw at 0
+        student_caption, student_cot = student_segments(example.scene, example.question, noise,
+                                                        matched=matched)
         rows.append(
             {
                 "prompt": example.question.text,

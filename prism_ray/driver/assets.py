@@ -104,7 +104,7 @@ def _task_settings(source: SyntheticData) -> dict:
     """The task knobs ``synthesize`` takes, by name (also what its manifest records)."""
     return {name: getattr(source, name) for name in (
         "public_perception_error", "public_reasoning_error", "public_answer_drift",
-        "digit_probability")}
+        "digit_probability", "warmup_matched_negatives")}
 
 
 def _synthesize_task(out: str, source: SyntheticData, system_prompt: str | None) -> str:
