@@ -98,13 +98,27 @@ def test_grpo_with_zero3_learners_and_two_updates_per_step(ray_cluster, tmp_path
     assert ctx.warnings == ["grpo: 2 of 2 step(s) had no gradient — its weights did not learn"]
 
 
-def test_grpo_one_step_ahead_with_truncated_importance_sampling(ray_cluster, tmp_path):
+def test_grpo_one_step_ahead_with_truncated_importance_sampling(ray_cluster, tmp_path,
+                                                                 monkeypatch, capsys):
     """max_staleness 1: the next step's rollouts are generated while the learner updates;
-    every trained group is at most one version old, the first step's is fresh."""
+    every trained group is at most one version old, the first step's is fresh, and nothing
+    is generated past the phase's last step (the workers are idle when the phase ends)."""
+    from prism_ray.actors.rollout_pool import RolloutPool
+
+    submitted: list[int] = []
+    original = RolloutPool.submit
+
+    def counting(self, prompts, params):
+        submitted.append(len(prompts))
+        return original(self, prompts, params)
+
+    monkeypatch.setattr(RolloutPool, "submit", counting)
     phase = {**rlvr("grpo", {"name": "grpo", "rollout_correction": {"kind": "tis"}}),
              "steps": 3, "max_staleness": 1}
     ctx = run(load_config(recipe(tmp_path, 2, [phase], tracking={"enabled": False})))
     rows = records(ctx.run_dir)
+    assert submitted == [2, 2, 2]  # one batch of prompts_per_step per step, none beyond
+    assert "were not trained on" not in capsys.readouterr().out
     assert [r["grpo/rollout/staleness_max"] for r in rows] == [0.0, 1.0, 1.0]
     assert all(r["grpo/rollout/stale_groups_dropped"] == 0 for r in rows)
     assert all("grpo/policy/is_ratio_max" in r for r in rows)

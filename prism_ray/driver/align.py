@@ -62,7 +62,7 @@ class WarmupStepper:
     def configure(self, total_steps: int) -> None:
         self.ctx.roles.discriminator.configure_optimizer(self.phase.optimizer, total_steps)
 
-    def step(self, draw: Draw, timer: Timer) -> StepResult:
+    def step(self, draw: Draw, timer: Timer, steps_left: int) -> StepResult:
         batch = draw(self.phase.batch_size)
         with timer("discriminator"):
             metrics = self.ctx.roles.discriminator.train_step(

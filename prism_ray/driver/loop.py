@@ -15,8 +15,9 @@ The policy-gradient step (alignment, RLVR) is one template with explicit seams::
 A phase kind overrides ``collect``, ``advantages`` and ``critic``; ``collect`` draws its
 rollouts through ``generate``, which is where asynchrony lives, once, for every phase:
 with ``max_staleness: k`` > 0 the rollout workers are kept up to k steps ahead (the next
-steps' prompts are submitted before this step's update), so generation overlaps scoring and
-the update, and no sample is more than k weight versions old (docs/async.md).
+steps' prompts are submitted before this step's update, never past the phase's last step), so
+generation overlaps scoring and the update, and no sample is more than k weight versions old
+(docs/async.md).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ class Stepper(Protocol):
     def configure(self, total_steps: int) -> None:
         """Set up the optimizers for a phase of ``total_steps`` steps (before any resume)."""
 
-    def step(self, draw: Draw, timer: Timer) -> StepResult:
-        """Run one step on records taken with ``draw``."""
+    def step(self, draw: Draw, timer: Timer, steps_left: int) -> StepResult:
+        """Run one step on records taken with ``draw``; ``steps_left``: how many steps of
+        the phase follow this one (0 on its last step, also when a resume starts mid-phase)."""
 
     def finish(self) -> None:
         """After the last step (e.g. publish weights that changed without per-step sync)."""
@@ -107,7 +109,7 @@ def run_steps(phase: Any, ctx: RunContext, records: Sequence, stepper: Stepper) 
 
     for phase_step in range(first, total):
         ctx.before_step()
-        result = stepper.step(draw, progress.timer)
+        result = stepper.step(draw, progress.timer, steps_left=total - 1 - phase_step)
         ctx.step += 1
         progress.step(phase_step, ctx.step, result.metrics, tokens=result.tokens,
                       sequences=result.sequences)
@@ -179,6 +181,7 @@ class PolicyGradientStepper:
     def __post_init__(self) -> None:
         self.loss = PolicyLoss.from_settings(self.loss_settings())
         self._ahead: deque[Submitted] = deque()
+        self._steps_left = 0  # steps of the phase after the one running (set by ``step``)
 
     # ── generation: synchronous, or up to max_staleness steps ahead ──────
 
@@ -188,10 +191,12 @@ class PolicyGradientStepper:
 
         Synchronous when ``max_staleness`` is 0 (or for extra rounds of a step): draw,
         generate, return. Otherwise the oldest submission is collected and the queue topped
-        up to ``max_staleness`` submissions in flight, so the workers generate the next
-        steps' rollouts while this step scores and updates. Workers run calls in order, so a
-        submission made at published version v is generated with v; a group older than
-        ``max_staleness`` versions at training time is dropped and counted (never trained on).
+        up to ``max_staleness`` submissions in flight, one per step still to come (none on
+        the phase's last step: nothing is generated that no step trains on), so the workers
+        generate the next steps' rollouts while this step scores and updates. Workers run
+        calls in order, so a submission made at published version v is generated with v; a
+        group older than ``max_staleness`` versions at training time is dropped and counted
+        (never trained on).
         """
         pool, k = self.ctx.roles.rollout, self.phase.max_staleness
         if k == 0 or round_index > 0:
@@ -202,7 +207,7 @@ class PolicyGradientStepper:
         if not self._ahead:
             self._submit(draw, count)
         current = self._ahead.popleft()
-        while len(self._ahead) < k:
+        while len(self._ahead) < min(k, self._steps_left):
             self._submit(draw, count)
         with timer("rollout"):
             groups = pool.collect(current.pending)
@@ -224,8 +229,9 @@ class PolicyGradientStepper:
                                      self.ctx.version))
 
     def drain(self) -> int:
-        """Collect and discard what is still in flight (the phase ended); returns how many
-        submissions were dropped. Their prompts stay unused for this phase."""
+        """Collect and discard what is still in flight; returns how many submissions were
+        dropped. ``generate`` submits nothing past the phase's last step, so this is 0 after a
+        phase that ran to its end; it matters when the steps stop early."""
         dropped = len(self._ahead)
         while self._ahead:
             self.ctx.roles.rollout.collect(self._ahead.popleft().pending)
@@ -256,8 +262,9 @@ class PolicyGradientStepper:
                                                   total_steps * self.phase.updates_per_step)
         self.configure_critic(total_steps)
 
-    def step(self, draw: Draw, timer: Timer) -> StepResult:
+    def step(self, draw: Draw, timer: Timer, steps_left: int) -> StepResult:
         roles = self.ctx.roles
+        self._steps_left = steps_left
         batch = self.collect(draw, timer)
         metrics = dict(batch.metrics)
         metrics["rollout/num_workers"] = float(roles.rollout.num_workers)
@@ -281,8 +288,8 @@ class PolicyGradientStepper:
                           sequences=len(samples))
 
     def finish(self) -> None:
-        # Every step already synced its weights; rollouts generated ahead are not trained on.
+        # Every step already synced its weights; nothing should be in flight (see ``drain``).
         dropped = self.drain()
         if dropped:
             print(f"[{self.phase.name}] {dropped} rollout batch(es) generated ahead were not "
-                  "needed: the phase ended")
+                  "trained on", flush=True)

@@ -27,7 +27,7 @@ class SFTStepper:
     def configure(self, total_steps: int) -> None:
         self.ctx.roles.policy.configure_optimizer(self.phase.optimizer, total_steps)
 
-    def step(self, draw: Draw, timer: Timer) -> StepResult:
+    def step(self, draw: Draw, timer: Timer, steps_left: int) -> StepResult:
         batch = draw(self.phase.batch_size)
         with timer("policy"):
             metrics = self.ctx.roles.policy.sft_step(
