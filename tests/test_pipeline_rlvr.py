@@ -122,4 +122,8 @@ def test_grpo_one_step_ahead_with_truncated_importance_sampling(ray_cluster, tmp
     assert [r["grpo/rollout/staleness_max"] for r in rows] == [0.0, 1.0, 1.0]
     assert all(r["grpo/rollout/stale_groups_dropped"] == 0 for r in rows)
     assert all("grpo/policy/is_ratio_max" in r for r in rows)
+    # Steps without gradient (the untrained policy earns equal rewards) still report the
+    # rollout-vs-learner mismatch under every key docs/async.md names.
+    assert all(f"grpo/policy/rollout_mismatch_{key}" in r for r in rows
+               for key in ("k1", "k3", "abs"))
     assert ctx.version == 3  # one sync per step, as in the synchronous loop
