@@ -1,12 +1,14 @@
-"""Synchronous vs bounded-staleness GRPO steps on the embedded default (CPU or GPU).
+"""Synchronous vs bounded-staleness GRPO or PRISM-alignment steps on the embedded default.
 
     python bench/async_steps.py --init runs/demo/phases/sft [--steps 12] [--staleness 0,1]
-        [--threads 2,2] [--seeds 0,1,2] [--eval-prompts 256]
+        [--threads 2,2] [--seeds 0,1,2] [--eval-prompts 256] [--phase rlvr|align]
 
 Runs the same GRPO phase (the demo's RLVR settings, starting from an SFT export) once per
 ``max_staleness`` value and seed, with truncated importance sampling for k > 0, and prints
 the median step time after the first two steps (warm-up), its ratio to the first setting,
 the samples per second, the mean staleness and the rollout accuracy of the last three steps.
+``--phase align``: the demo's discriminator warm-up, then its alignment phase (4 prompts × 8
+samples a step) in place of GRPO; the last column is then the rollouts' caption fidelity.
 Equal samples: every run trains on ``steps × prompts × samples`` rollouts. With
 ``--eval-prompts N`` each run ends with the held-out evaluation on N prompts (greedy), and a
 second table gives its accuracy per seed and the mean ± standard deviation over seeds.
@@ -25,14 +27,28 @@ import yaml
 from prism_ray.config import load_config
 from prism_ray.driver.main import run
 
+# What each phase kind trains on per step, and the rollout metric shown for it.
+PHASES = {"rlvr": (8 * 8, "rollout/accuracy"), "align": (4 * 8, "rollout/caption_fidelity")}
+
+
+def phase_settings(kind: str, init: str, steps: int, staleness: int) -> list[dict]:
+    """The demo's phase of that kind (the warm-up before alignment), from ``init``."""
+    correction = {"kind": "tis"} if staleness else {"kind": "none"}
+    if kind == "rlvr":
+        return [{"kind": "rlvr", "init_from": init, "steps": steps, "prompts_per_step": 8,
+                 "samples_per_prompt": 8, "max_response_tokens": 128,
+                 "max_staleness": staleness, "optimizer": {"lr": 2e-4},
+                 "algorithm": {"name": "grpo", "rollout_correction": correction}}]
+    return [{"kind": "disc_warmup", "steps": 20, "batch_size": 16, "optimizer": {"lr": 5e-4}},
+            {"kind": "align", "init_from": init, "steps": steps, "prompts_per_step": 4,
+             "samples_per_prompt": 8, "max_response_tokens": 128, "max_staleness": staleness,
+             "optimizer": {"lr": 5e-5}, "disc_optimizer": {"lr": 2e-4},
+             "rollout_correction": correction}]
+
 
 def one_run(init: str, out: Path, steps: int, staleness: int, threads: int, seed: int,
-            eval_prompts: int) -> tuple[list[dict], float | None]:
-    correction = {"kind": "tis"} if staleness else {"kind": "none"}
-    phases = [{"kind": "rlvr", "init_from": init, "steps": steps, "prompts_per_step": 8,
-               "samples_per_prompt": 8, "max_response_tokens": 128,
-               "max_staleness": staleness, "optimizer": {"lr": 2e-4},
-               "algorithm": {"name": "grpo", "rollout_correction": correction}}]
+            eval_prompts: int, kind: str = "rlvr") -> tuple[list[dict], float | None]:
+    phases = phase_settings(kind, init, steps, staleness)
     if eval_prompts:
         phases.append({"kind": "eval", "max_prompts": eval_prompts, "max_response_tokens": 128})
     recipe = out.parent / f"{out.name}.yaml"
@@ -61,7 +77,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--eval-prompts", type=int, default=0,
                         help="held-out prompts evaluated after each run; 0: none")
+    parser.add_argument("--phase", choices=sorted(PHASES), default="rlvr")
     args = parser.parse_args()
+    samples, shown = PHASES[args.phase]
     settings = list(zip((int(x) for x in args.staleness.split(",")),
                         (int(x) for x in args.threads.split(",")), strict=True))
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -72,18 +90,23 @@ def main() -> None:
             times, stale, acc = [], [], []
             for seed in seeds:
                 records, accuracy = one_run(args.init, Path(tmp) / f"k{k}-t{threads}-s{seed}",
-                                            args.steps, k, threads, seed, args.eval_prompts)
+                                            args.steps, k, threads, seed, args.eval_prompts,
+                                            args.phase)
+                records = [r for r in records if f"{args.phase}/timing/step" in r]
                 kept = records[2:] or records
-                times.append(statistics.median(r["rlvr/timing/step"] for r in kept))
-                stale.append(statistics.mean(r.get("rlvr/rollout/staleness_mean", 0.0)
+                times.append(statistics.median(r[f"{args.phase}/timing/step"] for r in kept))
+                stale.append(statistics.mean(r.get(f"{args.phase}/rollout/staleness_mean", 0.0)
                                              for r in kept))
-                acc.append(statistics.mean(r["rlvr/rollout/accuracy"] for r in records[-3:]))
+                acc.append(statistics.mean(r[f"{args.phase}/{shown}"] for r in records[-3:]))
                 held_out.setdefault(label, []).append(accuracy)
             step = statistics.median(times)
-            rows.append((label, step, 64 / step, statistics.mean(stale), statistics.mean(acc)))
+            rows.append((label, step, samples / step, statistics.mean(stale),
+                         statistics.mean(acc)))
     base = rows[0][1]
+    column = f"{shown.split('/')[-1]} (last 3)"
+    print(f"{args.phase}: {args.steps} steps of {samples} samples")
     print(f"{'max_staleness':>13} {'step s (median)':>15} {'vs first':>8} {'samples/s':>9} "
-          f"{'staleness':>9} {'accuracy (last 3)':>17}")
+          f"{'staleness':>9} {column:>17}")
     for k, step, rate, stale, acc in rows:
         print(f"{k:>13} {step:>15.2f} {base / step:>7.2f}× {rate:>9.1f} {stale:>9.2f} "
               f"{acc:>17.3f}")
