@@ -156,7 +156,7 @@ def matched_caption_lines(scene: Scene, rng: random.Random) -> list[str]:
     from the teacher's caption, where a left-out object or a missing header can be."""
     index = rng.randrange(len(scene.objects))
     target = scene.objects[index]
-    empty = [cell for cell in range(GRID * GRID) if cell not in {o.cell for o in scene.objects}]
+    empty = _empty_cells(scene)
     kind = rng.choice(("color", "shape", "cell") if empty else ("color", "shape"))
     if kind == "color":
         changed = replace(target, color=_other(rng, COLOR_NAMES, target.color))
@@ -211,12 +211,16 @@ def _happens(rng: random.Random, probability: float) -> bool:
     return probability > 0 and rng.random() < probability
 
 
+def _empty_cells(scene: Scene) -> list[int]:
+    occupied = {obj.cell for obj in scene.objects}
+    return [cell for cell in range(GRID * GRID) if cell not in occupied]
+
+
 def _with_hallucination(
     kept: list[SceneObject], scene: Scene, rng: random.Random
 ) -> list[SceneObject]:
     """`kept` plus a made-up object in a cell that is empty in the scene, in reading order."""
-    occupied = {obj.cell for obj in scene.objects}
-    empty = [cell for cell in range(GRID * GRID) if cell not in occupied]
+    empty = _empty_cells(scene)
     if not empty:  # sampled scenes never fill the grid; a hand-made one might
         return kept
     cell = rng.choice(empty)

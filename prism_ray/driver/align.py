@@ -99,9 +99,15 @@ class AlignStepper(PolicyGradientStepper):
         return Collected(prompts, groups, (items, scores),
                          {**rollout_metrics(prompts, groups, scores), **staleness})
 
+    def perception_scores(self, batch: Collected) -> torch.Tensor:
+        """The perception reward of every rollout, in batch order: the discriminator's
+        caption score (``bench/align_oracle.py`` puts the caption's true claim rate here)."""
+        _, scores = batch.scores
+        return torch.tensor([s for sc in scores for s in sc.student_caption])
+
     def advantages(self, batch: Collected) -> tuple[list[PolicySample], dict[str, float]]:
         _, scores = batch.scores
-        cap = torch.tensor([s for sc in scores for s in sc.student_caption])
+        cap = self.perception_scores(batch)
         cot = torch.tensor([s for sc in scores for s in sc.student_reasoning])
         invalid = torch.tensor([not v for sc in scores for v in sc.valid])
         group_ids = torch.tensor([g for g, sc in enumerate(scores) for _ in sc.valid])
@@ -145,11 +151,18 @@ def score_fidelity_correlation(prompts: list[RLPrompt], groups: list[list[Rollou
     whether the discriminator's reward could raise fidelity at all (> 0) or only style."""
     xs, ys, ids = [], [], []
     for g, (prompt, group, sc) in enumerate(zip(prompts, groups, scores)):
-        scene = scene_from_extra_info(prompt.extra_info)
         for rollout, score, valid in zip(group, sc.student_caption, sc.valid):
-            claims = caption_fidelity(rollout.text, scene) if scene and valid else None
-            if claims is not None and claims.total:
-                xs.append(score), ys.append(claims.true / claims.total), ids.append(g)
+            rate = caption_claim_rate(prompt, rollout, valid)
+            if rate is not None:
+                xs.append(score), ys.append(rate), ids.append(g)
     if len(xs) < 3:
         return None
     return within_group_correlation(torch.tensor(xs), torch.tensor(ys), torch.tensor(ids))
+
+
+def caption_claim_rate(prompt: RLPrompt, rollout: Rollout, valid: bool) -> float | None:
+    """The share of the rollout's caption claims that are true of the prompt's scene; None
+    when the prompt carries no scene, the response is format-invalid or claims nothing."""
+    scene = scene_from_extra_info(prompt.extra_info)
+    claims = caption_fidelity(rollout.text, scene) if scene and valid else None
+    return claims.true / claims.total if claims is not None and claims.total else None
