@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from prism_ray.config import load_config
+from prism_ray.config.run import DEFAULT_PHASES
 from prism_ray.driver.main import run
 
 # What each phase kind trains on per step, and the rollout metric shown for it.
@@ -34,16 +35,11 @@ PHASES = {"rlvr": (8 * 8, "rollout/accuracy"), "align": (4 * 8, "rollout/caption
 def phase_settings(kind: str, init: str, steps: int, staleness: int) -> list[dict]:
     """The demo's phase of that kind (the warm-up before alignment), from ``init``."""
     correction = {"kind": "tis"} if staleness else {"kind": "none"}
+    demo = {p["kind"]: dict(p) for p in DEFAULT_PHASES if p["kind"] in ("disc_warmup", kind)}
+    phase = {**demo[kind], "init_from": init, "steps": steps, "max_staleness": staleness}
     if kind == "rlvr":
-        return [{"kind": "rlvr", "init_from": init, "steps": steps, "prompts_per_step": 8,
-                 "samples_per_prompt": 8, "max_response_tokens": 128,
-                 "max_staleness": staleness, "optimizer": {"lr": 2e-4},
-                 "algorithm": {"name": "grpo", "rollout_correction": correction}}]
-    return [{"kind": "disc_warmup", "steps": 20, "batch_size": 16, "optimizer": {"lr": 5e-4}},
-            {"kind": "align", "init_from": init, "steps": steps, "prompts_per_step": 4,
-             "samples_per_prompt": 8, "max_response_tokens": 128, "max_staleness": staleness,
-             "optimizer": {"lr": 5e-5}, "disc_optimizer": {"lr": 2e-4},
-             "rollout_correction": correction}]
+        return [{**phase, "algorithm": {"name": "grpo", "rollout_correction": correction}}]
+    return [demo["disc_warmup"], {**phase, "rollout_correction": correction}]
 
 
 def one_run(init: str, out: Path, steps: int, staleness: int, threads: int, seed: int,
