@@ -1,6 +1,7 @@
 """Weight sync on one GPU: a learner rank and a rollout worker share the device, and the
-weights travel as CUDA IPC handles (NCCL refuses two ranks on one GPU). After the sync the
-rollout worker's log-probs of fixed samples match the learner's."""
+weights travel through the learner's staging buffer, mapped by CUDA IPC (NCCL refuses two
+ranks on one GPU). After every sync — the first, which maps the buffer, a second through the
+same mapping, and one in several rounds — the worker's log-probs match the learner's."""
 
 from __future__ import annotations
 
@@ -39,15 +40,24 @@ def test_cuda_ipc_sync_between_colocated_actors(ray_cluster, tiny_pair, tmp_path
         groups = pool.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=0))
         samples = [PolicySample(p.question, p.images, r.token_ids, 1.0, r.logprobs)
                    for p, g in zip(prompts, groups) for r in g]
-        policy.policy_step(samples, PolicyLoss.from_settings(GRPO()))
-        stats = sync.push(version=1)
-        assert stats.bytes == sync.total_bytes and stats.gb_per_s > 0
-        learner = policy.compute_logprobs(samples)
-        worker = ray.get(pool.group.actors[0].logprobs_of.remote(
-            [p for p in prompts for _ in range(2)], [s.response_ids for s in samples]))
-        diff = max(abs(a - b) for x, y in zip(learner, worker) for a, b in zip(x, y))
-        print(f"cuda_ipc sync: {stats.bytes / 2**20:.1f} MiB in {stats.seconds:.3f}s "
-              f"({stats.gb_per_s:.1f} GB/s); max |Δ logprob| learner vs rollout = {diff:.2e}")
-        assert diff < 1e-3
+        def pushed_and_matching(version: int) -> None:
+            policy.policy_step(samples, PolicyLoss.from_settings(GRPO()))
+            stats = sync.push(version=version)
+            assert stats.bytes == sync.total_bytes and stats.gb_per_s > 0
+            assert 0 < stats.limit_share
+            learner = policy.compute_logprobs(samples)
+            worker = ray.get(pool.group.actors[0].logprobs_of.remote(
+                [p for p in prompts for _ in range(2)], [s.response_ids for s in samples]))
+            diff = max(abs(a - b) for x, y in zip(learner, worker) for a, b in zip(x, y))
+            print(f"cuda_ipc sync v{version}: {stats.bytes / 2**20:.1f} MiB in "
+                  f"{stats.seconds:.3f}s ({stats.gb_per_s:.1f} GB/s, {stats.limit_share:.1%} "
+                  f"of a device copy); max |Δ logprob| learner vs rollout = {diff:.2e}")
+            assert diff < 1e-3
+
+        pushed_and_matching(1)  # maps the staging buffer
+        pushed_and_matching(2)  # reuses the mapping: fresh bytes, same buffer
+        sync.ipc_buffer_bytes = 1 << 20  # rounds of ≤ 1 MiB through the same buffer
+        pushed_and_matching(3)
+        assert ray.get(pool.group.actors[0].weight_version.remote()) == 3
         pool.shutdown()
         policy.shutdown()

@@ -14,8 +14,11 @@ from prism_ray.sync.plan import (
     buckets_of,
     manifest_of,
     pack,
+    pack_into,
     plan_buckets,
+    rounds_of,
     unpack,
+    unpack_all,
 )
 
 
@@ -42,6 +45,33 @@ def test_pack_unpack_round_trips_mixed_dtypes_bit_exactly():
         assert torch.equal(view, tensors[name])
     with pytest.raises(ValueError, match="plan says"):
         unpack(flat[:-1], bucket)
+
+
+def test_rounds_fill_a_staging_buffer_in_plan_order():
+    plan = plan_buckets([TensorSpec(n, (size,), "torch.uint8") for n, size in
+                         (("a", 100), ("b", 100), ("c", 300), ("d", 50), ("e", 60))], 100)
+    assert [b.nbytes for b in plan] == [112, 112, 304, 64, 64]
+    names = [[[s.name for s in b.specs] for b in r] for r in rounds_of(plan, 240)]
+    assert names == [[["a"], ["b"]], [["c"]], [["d"], ["e"]]]  # c alone: larger than 240
+    assert rounds_of(plan, 0) == [plan] and rounds_of([], 0) == []
+    assert [b for r in rounds_of(plan, 1) for b in r] == plan  # nothing lost or reordered
+
+
+def test_staging_buffer_round_trips_every_bucket_of_a_round():
+    tensors = {"w": torch.randn(3, 4), "h": torch.randn(5).to(torch.bfloat16),
+               "i": torch.arange(7), "m": torch.tensor([True, False])}
+    plan = plan_buckets(manifest_of(tensors.items()), 64)
+    buffer = torch.full((sum(b.nbytes for b in plan) + 100,), 7, dtype=torch.uint8)  # larger
+    offset = 0
+    for bucket in plan:
+        pack_into(buffer[offset: offset + bucket.nbytes], [tensors[s.name] for s in bucket.specs])
+        offset += bucket.nbytes
+    views = unpack_all(buffer, plan)
+    assert [n for n, _ in views] == list(tensors)
+    for name, view in views:
+        assert view.dtype == tensors[name].dtype and torch.equal(view, tensors[name])
+    with pytest.raises(ValueError, match="bytes for tensors of"):
+        pack_into(buffer[:10], [tensors["w"]])
 
 
 class _Sender(RayWorker, WeightSender):

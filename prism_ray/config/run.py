@@ -80,6 +80,11 @@ class SyncConfig(Frozen):
         "auto", description="auto: cuda_ipc when learner and rollout share GPUs (fractional "
                             "num_gpus on both), else a broadcast group (NCCL on GPU, gloo on CPU)")
     bucket_mb: Int = Field(256, ge=1, description="bucket size; one collective per bucket")
+    ipc_buffer_mb: Int = Field(
+        0, ge=0, description="cuda_ipc: the learner's staging buffer, kept between syncs (a "
+                             "second copy of the weights); 0: as large as the weights, so a "
+                             "sync is one staging call and one load call. Smaller: the "
+                             "weights travel in rounds of at most this much")
 
 
 class TrackingConfig(Frozen):

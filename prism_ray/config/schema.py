@@ -208,6 +208,12 @@ class VllmOptions(Frozen):
     enforce_eager: bool = False
     enable_sleep_mode: bool = False
     max_model_len: Int | None = Field(None, ge=1)
+    weight_loading: Literal["auto", "in_place", "reload"] = Field(
+        "auto", description="how synced weights enter the engine: in_place copies them into "
+                            "the live parameters with the model's own loader (fast; CUDA "
+                            "graphs stay valid); reload re-runs vLLM's layerwise reload "
+                            "(needed where weights are repacked, as on CPU); auto: in_place "
+                            "on GPU, reload on CPU")
 
 
 class RolloutConfig(Frozen):

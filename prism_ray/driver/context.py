@@ -133,7 +133,9 @@ class RunContext:
         stats = self.roles.sync.push(self.version + 1 if version is None else version)
         self.version = stats.version
         print(f"[sync] v{stats.version}: {stats.bytes / 2**20:.1f} MiB in {stats.seconds:.2f}s "
-              f"({stats.gb_per_s:.2f} GB/s, {stats.buckets} buckets)")
+              f"({stats.gb_per_s:.2f} GB/s, {stats.buckets} buckets"
+              + (f", {stats.limit_share:.0%} of a device copy" if stats.limit_share else "")
+              + ")")
 
     # ── internals ───────────────────────────────────────────────
 

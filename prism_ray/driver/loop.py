@@ -284,6 +284,8 @@ class PolicyGradientStepper:
             self.ctx.version = stats.version
         metrics.update({"sync/bytes": float(stats.bytes), "sync/seconds": stats.seconds,
                         "sync/gb_per_s": stats.gb_per_s})
+        if stats.limit_share is not None:
+            metrics["sync/copy_limit_share"] = stats.limit_share
         return StepResult(metrics, tokens=sum(len(s.response_ids) for s in samples),
                           sequences=len(samples))
 

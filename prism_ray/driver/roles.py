@@ -7,8 +7,10 @@ adds or removes rollout workers between steps and brings newcomers to the curren
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prism_ray.config import RunConfig
 from prism_ray.config.kinds import phase_kind
@@ -62,40 +64,22 @@ class Roles:
 
     @classmethod
     def build(cls, config: RunConfig, assets: RunAssets, log=print) -> Roles:
-        wanted = needed_roles(config)
-        timeout, env = config.cluster.placement_timeout_s, actor_env(config)
+        """Start every needed role at once (each group waits for its own actors, so their
+        start-up — imports, model loading, DeepSpeed set-up — overlaps), then wire the sync."""
+        builders = _builders(config, assets, log)
         roles = cls(config)
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(max_workers=max(1, len(builders)),
+                                thread_name_prefix="roles") as pool:
+            futures = {name: pool.submit(build) for name, build in builders.items()}
+            for name, future in futures.items():  # every build ends before we go on
+                try:
+                    setattr(roles, name, future.result())
+                except BaseException as error:  # noqa: BLE001 - re-raised below
+                    errors.append(error)
         try:
-            if "policy" in wanted:
-                from prism_ray.actors.policy_group import PolicyLearnerGroup
-
-                log(f"[roles] policy learner: {config.policy.num_ranks} rank(s), "
-                    f"ZeRO-{config.policy.zero_stage}")
-                roles.policy = PolicyLearnerGroup(assets.policy, config.policy, config.seed,
-                                                  system_prompt=config.system_prompt,
-                                                  env_vars=env, placement_timeout_s=timeout)
-            if "rollout" in wanted:
-                from prism_ray.actors.rollout_pool import RolloutPool
-
-                log(f"[roles] rollout: {config.rollout.num_workers} × "
-                    f"{config.rollout.backend.value} worker(s)")
-                roles.rollout = RolloutPool(config.rollout, assets.policy, seed=config.seed,
-                                            system_prompt=config.system_prompt,
-                                            env_vars=env, placement_timeout_s=timeout)
-            if "discriminator" in wanted:
-                from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
-
-                d = config.discriminator
-                log(f"[roles] discriminator learner: {d.learner.num_ranks} rank(s), "
-                    f"{d.num_experts} experts top-{d.top_k}, ZeRO-{d.learner.zero_stage}")
-                roles.discriminator = DiscriminatorLearnerGroup(
-                    assets.discriminator, d, config.seed, system_prompt=config.system_prompt,
-                    env_vars=env, placement_timeout_s=timeout)
-            if "verifier" in wanted:
-                from prism_ray.actors.verifier import VerifierPool
-
-                log(f"[roles] verifier: {config.verifier.num_workers} worker(s)")
-                roles.verifier = VerifierPool(config.verifier, timeout, env_vars=env)
+            if errors:
+                raise errors[0]
             if roles.policy is not None and roles.rollout is not None:
                 roles.sync = roles._connect_sync()
                 # Workers that join (a resize, or a replacement for a lost one) receive the
@@ -113,7 +97,8 @@ class Roles:
         # the group again and pushes the version to every worker, the newcomer included.
         sync = WeightSync(self.policy.actors, sync_backend(self.config),
                           self.config.sync.bucket_mb * 2**20,
-                          replace=self.rollout.replace_workers)
+                          replace=self.rollout.replace_workers,
+                          ipc_buffer_bytes=self.config.sync.ipc_buffer_mb * 2**20)
         sync.connect(self.rollout.group.actors)
         return sync
 
@@ -134,3 +119,52 @@ class Roles:
         for role in (self.rollout, self.verifier, self.policy, self.discriminator):
             if role is not None:
                 role.shutdown()
+
+
+def _builders(config: RunConfig, assets: RunAssets, log) -> dict[str, Callable[[], Any]]:
+    """Each needed role's name → a function that starts it (announced here, in order)."""
+    timeout, env = config.cluster.placement_timeout_s, actor_env(config)
+    wanted = needed_roles(config)
+
+    def policy():
+        from prism_ray.actors.policy_group import PolicyLearnerGroup
+
+        return PolicyLearnerGroup(assets.policy, config.policy, config.seed,
+                                  system_prompt=config.system_prompt, env_vars=env,
+                                  placement_timeout_s=timeout)
+
+    def rollout():
+        from prism_ray.actors.rollout_pool import RolloutPool
+
+        return RolloutPool(config.rollout, assets.policy, seed=config.seed,
+                           system_prompt=config.system_prompt, env_vars=env,
+                           placement_timeout_s=timeout)
+
+    def discriminator():
+        from prism_ray.actors.discriminator_group import DiscriminatorLearnerGroup
+
+        return DiscriminatorLearnerGroup(assets.discriminator, config.discriminator,
+                                         config.seed, system_prompt=config.system_prompt,
+                                         env_vars=env, placement_timeout_s=timeout)
+
+    def verifier():
+        from prism_ray.actors.verifier import VerifierPool
+
+        return VerifierPool(config.verifier, timeout, env_vars=env)
+
+    d = config.discriminator
+    announce = {
+        "policy": f"policy learner: {config.policy.num_ranks} rank(s), "
+                  f"ZeRO-{config.policy.zero_stage}",
+        "rollout": f"rollout: {config.rollout.num_workers} × "
+                   f"{config.rollout.backend.value} worker(s)",
+        "discriminator": f"discriminator learner: {d.learner.num_ranks} rank(s), "
+                         f"{d.num_experts} experts top-{d.top_k}, ZeRO-{d.learner.zero_stage}",
+        "verifier": f"verifier: {config.verifier.num_workers} worker(s)",
+    }
+    builders = {name: build for name, build in (
+        ("policy", policy), ("rollout", rollout), ("discriminator", discriminator),
+        ("verifier", verifier)) if name in wanted}
+    for name in builders:
+        log(f"[roles] {announce[name]}")
+    return builders

@@ -8,11 +8,14 @@ Log-probs: ``logprobs_mode="raw_logprobs"`` (pinned, not left to the version def
 vLLM return log_softmax of the raw logits, before temperature, top-p/k and the vision-token
 ban: the same quantity as the HF engine and the learner's teacher-forced log-probs.
 
-Weight updates use vLLM's supported in-place path, ``collective_rpc("reload_weights")``,
-which re-runs the model's own loader (HF → fused vLLM names, CPU weight repacking). Loading
-tensors into modules directly half-updates a CPU model and fails. After a reload the prefix
-cache (KV of the old weights) and the encoder cache are reset: the scheduler would otherwise
-trust encoder outputs the runner has dropped, and VL models die on that cache miss.
+Weight updates, two ways (``VllmOptions.weight_loading``). On GPU, *in place*: the model's
+own ``load_weights`` (HF → fused vLLM names) copies the tensors into the live parameters,
+straight from the views it is given (a CUDA IPC mapping of the learner's staging buffer), so
+the parameters and the CUDA graphs that read them stay put and vLLM logs nothing. On CPU,
+``collective_rpc("reload_weights")``, vLLM's layerwise reload, which also redoes the CPU
+weight repacking (loading in place there half-updates the model and fails). After an update
+the prefix cache (KV of the old weights) and the encoder cache are reset: the scheduler would
+otherwise trust encoder outputs the runner has dropped, and VL models die on that cache miss.
 
 vllm is imported lazily, so the package imports where it is not installed.
 """
@@ -89,6 +92,12 @@ def refresh_cpu_lm_head(worker) -> int:
     return len(heads)
 
 
+def load_in_place(worker, weights: list[tuple[str, torch.Tensor]]) -> int:
+    """Run on each vLLM worker (``collective_rpc``): copy ``weights`` (HF names) into the
+    engine's parameters with the model's own loader; returns how many parameters it wrote."""
+    return len(worker.model_runner.get_model().load_weights(weights))
+
+
 @contextmanager
 def quiet_partial_reload() -> Iterator[None]:
     """A bucket reloads only some layers; vLLM warns once per untouched layer ("Failed to
@@ -121,6 +130,8 @@ class VllmEngine(RolloutEngine):
 
         self.options = options or VllmOptions()
         self.sleep_mode = self.options.enable_sleep_mode and torch.cuda.is_available()
+        loading = self.options.weight_loading
+        self.in_place = loading == "in_place" or (loading == "auto" and torch.cuda.is_available())
         if self.options.enable_sleep_mode and not self.sleep_mode:
             log.warning("vLLM sleep mode needs a GPU; sleep()/wake_up() are no-ops here")
         ensure_video_processor_config(checkpoint)
@@ -135,10 +146,11 @@ class VllmEngine(RolloutEngine):
             limit_mm_per_prompt={"image": 8, "video": 0},
         )
         self.stop_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
-        banned = set(vision_token_ids(self.tokenizer))
-        # allowed_token_ids rather than bad_words: bad words go through re-tokenisation of
-        # strings; a mask over ids is exact and bans the placeholders in any context.
-        self.allowed = [i for i in range(len(self.tokenizer)) if i not in banned]
+        # A bias of -100 (vLLM's floor) on the few placeholder ids: their probability is
+        # below e^-100 next to any real token, so they are never sampled nor chosen greedily.
+        # Not allowed_token_ids: vLLM validates that vocabulary-sized list in Python and
+        # scatters it into a mask for every request (bench/rollout_pool.py measures the cost).
+        self.ban = {i: -100.0 for i in vision_token_ids(self.tokenizer)}
         self._seed, self._calls = seed, 0
         self._staged: list[tuple[str, torch.Tensor]] = []
         self._applied_layers: set[str] = set()
@@ -175,7 +187,7 @@ class VllmEngine(RolloutEngine):
             n=params.n, temperature=params.temperature, top_p=params.top_p,
             top_k=params.top_k if params.top_k > 0 else -1,  # -1 disables in every version
             max_tokens=params.max_tokens, seed=seed, logprobs=0,  # 0: the sampled token only
-            stop_token_ids=[self.stop_id], allowed_token_ids=self.allowed,
+            stop_token_ids=[self.stop_id], logit_bias=self.ban,
             repetition_penalty=1.0,
             # We decode ourselves: vLLM's incremental detokenizer holds back a trailing
             # partial UTF-8 byte, so its text differs from the HF engine's for the same ids.
@@ -220,11 +232,13 @@ class VllmEngine(RolloutEngine):
     def load_weights(
         self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int, last: bool = True
     ) -> None:
-        """Reload every complete block at once and stage the block still arriving (the
-        tail of this bucket); ``last`` flushes everything. Staged tensors are cloned because
-        a sender may reuse its bucket buffer for the next bucket."""
+        """In place: load the tensors now (the loader takes any part of a block). Reload:
+        reload every complete block at once and stage the block still arriving (the tail of
+        this bucket); ``last`` flushes everything. Staged tensors are cloned because a sender
+        may reuse its bucket buffer for the next bucket."""
         self._staged.extend(named_tensors)
-        tail_key = None if last else layer_key(self._staged[-1][0]) if self._staged else None
+        partial = not last and not self.in_place and self._staged
+        tail_key = layer_key(self._staged[-1][0]) if partial else None
         ready = [(n, t) for n, t in self._staged if layer_key(n) != tail_key]
         tail = [(n, t.clone()) for n, t in self._staged if layer_key(n) == tail_key]
         if ready:
@@ -237,7 +251,7 @@ class VllmEngine(RolloutEngine):
 
     def _reload(self, named: list[tuple[str, torch.Tensor]]) -> None:
         keys = {layer_key(n) for n, _ in named}
-        if keys & self._applied_layers:
+        if keys & self._applied_layers and not self.in_place:
             # A block split across non-adjacent buckets would be reloaded from half its
             # tensors (vLLM materialises the rest uninitialised): refuse instead.
             raise ValueError(f"load_weights: block(s) {sorted(keys & self._applied_layers)} "
@@ -246,6 +260,9 @@ class VllmEngine(RolloutEngine):
         self._applied_layers |= keys
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0":
             named = [(n, t.cpu()) for n, t in named]  # crosses a process boundary by RPC
+        if self.in_place:
+            self.llm.collective_rpc(load_in_place, kwargs={"weights": named})
+            return
         with quiet_partial_reload():
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": named})
         self.llm.collective_rpc(refresh_cpu_lm_head)

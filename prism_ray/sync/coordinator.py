@@ -3,8 +3,9 @@
 Group membership is learner rank 0 (source) + every rollout worker. When workers join or
 leave, the group is formed again on a fresh port; the bucket plan does not change.
 
-Transport ``cuda_ipc`` is for rollout workers that share the learner's GPU: buckets are
-handed over as CUDA IPC handles, one at a time, instead of a broadcast.
+Transport ``cuda_ipc`` is for rollout workers that share the learner's GPU: the learner packs
+the buckets into a staging buffer whose CUDA IPC handle each receiver maps once, and a sync
+is one staging call and one load call per receiver (``sync.cuda_ipc``), not a broadcast.
 
 Receivers that die: ``push`` never hangs on a dead receiver nor fails the run. Before each
 attempt the receivers are pinged; a dead one (found by the ping, or dying part-way through
@@ -18,13 +19,14 @@ receiver, the newcomer included, holds exactly that version when ``push`` return
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from prism_ray.sync.endpoints import SyncBroken, SyncStats
-from prism_ray.sync.plan import Bucket, TensorSpec, plan_buckets
+from prism_ray.sync.plan import Bucket, TensorSpec, plan_buckets, rounds_of
 
 MAX_ATTEMPTS = 4
 # Every member has answered a ping (so is idle) when the rendezvous starts, which then takes
@@ -43,10 +45,12 @@ class Interrupted(RuntimeError):
 class WeightSync:
     def __init__(self, learners: list[Any], backend: str, bucket_bytes: int,
                  replace: Callable[[list[Any]], list[Any]] | None = None,
-                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, ipc_buffer_bytes: int = 0) -> None:
         """``learners``: all learner rank actors (rank 0 first); ``backend``: gloo | nccl |
-        cuda_ipc; ``replace``: dead receivers → the new receiver list (module doc)."""
+        cuda_ipc; ``replace``: dead receivers → the new receiver list (module doc);
+        ``ipc_buffer_bytes``: cuda_ipc's staging buffer, 0 = the whole weights."""
         self.learners, self.backend = learners, backend
+        self.ipc_buffer_bytes = ipc_buffer_bytes
         self.replace, self.connect_timeout_s = replace, connect_timeout_s
         manifest: list[TensorSpec] = ray.get(learners[0].weight_manifest.remote())
         self.plan: list[Bucket] = plan_buckets(manifest, bucket_bytes)
@@ -159,16 +163,20 @@ class WeightSync:
                                 f"{type(errors[0][1]).__name__}")
 
     def _push_ipc(self, version: int) -> SyncStats:
-        ray.get([learner.ipc_begin.remote(self.plan) for learner in self.learners])
-        for i, bucket in enumerate(self.plan):
-            handle = ray.get([learner.ipc_next.remote() for learner in self.learners])[0]
-            last = i == len(self.plan) - 1
-            ray.get([w.ipc_receive.remote(handle, bucket, version, last)
-                     for w in self.receivers])
-        stats = ray.get([learner.ipc_end.remote(version, self.total_bytes, len(self.plan))
-                         for learner in self.learners])[0]
-        self.version = version
-        return stats
+        """Per round (one by default): the learners stage it in their buffer, then every
+        receiver loads it from there (cuda_ipc module doc). A receiver that dies is found by
+        ``_settle`` and the push is attempted again, as for a broadcast."""
+        started = time.perf_counter()
+        rounds = rounds_of(self.plan, self.ipc_buffer_bytes)
+        buffer = None
+        for i, buckets in enumerate(rounds):
+            buffer, _ = ray.get([learner.ipc_stage.remote(buckets)
+                                 for learner in self.learners])[0]
+            last = i == len(rounds) - 1
+            self._settle([w.ipc_load.remote(buffer, buckets, version, last)
+                          for w in self.receivers], f"push v{version}")
+        return SyncStats(version, self.total_bytes, time.perf_counter() - started,
+                         len(self.plan), copy_gb_per_s=buffer.copy_gb_per_s if buffer else None)
 
 
 def _outcomes(refs: list[Any]) -> list[ray.exceptions.RayError | None]:

@@ -34,10 +34,16 @@ class SyncStats:
     bytes: int
     seconds: float
     buckets: int
+    copy_gb_per_s: float | None = None  # the device-copy rate on this GPU, where measured
 
     @property
     def gb_per_s(self) -> float:
         return self.bytes / max(self.seconds, 1e-9) / 1e9
+
+    @property
+    def limit_share(self) -> float | None:
+        """The sync's rate as a share of a plain device-to-device copy's (cuda_ipc)."""
+        return self.gb_per_s / self.copy_gb_per_s if self.copy_gb_per_s else None
 
 
 def _device(backend: str) -> torch.device:

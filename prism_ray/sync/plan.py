@@ -72,17 +72,54 @@ def plan_buckets(specs: Iterable[TensorSpec], bucket_bytes: int) -> list[Bucket]
     return buckets
 
 
+def rounds_of(plan: Sequence[Bucket], buffer_bytes: int) -> list[list[Bucket]]:
+    """Consecutive buckets grouped so each group fits ``buffer_bytes`` (a bucket larger than
+    that is a group of its own); ``buffer_bytes`` 0: one group, the whole plan."""
+    if buffer_bytes <= 0:
+        return [list(plan)] if plan else []
+    groups: list[list[Bucket]] = []
+    size = 0
+    for bucket in plan:
+        if groups and groups[-1] and size + bucket.nbytes <= buffer_bytes:
+            groups[-1].append(bucket)
+            size += bucket.nbytes
+        else:
+            groups.append([bucket])
+            size = bucket.nbytes
+    return groups
+
+
 def pack(tensors: Sequence[torch.Tensor], device: torch.device | str | None = None) -> torch.Tensor:
     """Concatenate the raw bytes of ``tensors`` (each padded to ALIGN) into one uint8 tensor."""
     sizes = [_aligned(t.numel() * t.element_size()) for t in tensors]
     target = tensors[0].device if device is None and tensors else device
     flat = torch.zeros(sum(sizes), dtype=torch.uint8, device=target)
+    return pack_into(flat, tensors)
+
+
+def pack_into(flat: torch.Tensor, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Write the raw bytes of ``tensors`` (each at an ALIGN-ed offset) into the uint8 tensor
+    ``flat``, which must hold exactly their padded sizes; returns ``flat``. Padding bytes are
+    left as they are (no reader looks at them)."""
+    sizes = [_aligned(t.numel() * t.element_size()) for t in tensors]
+    if flat.numel() != sum(sizes):
+        raise ValueError(f"pack_into: {flat.numel()} bytes for tensors of {sum(sizes)}")
     offset = 0
     for t, size in zip(tensors, sizes):
         raw = t.detach().contiguous().reshape(-1).view(torch.uint8)
         flat[offset: offset + raw.numel()].copy_(raw, non_blocking=True)
         offset += size
     return flat
+
+
+def unpack_all(flat: torch.Tensor, buckets: Sequence[Bucket]) -> list[tuple[str, torch.Tensor]]:
+    """Views of every tensor of ``buckets`` laid out one after another from ``flat``'s start
+    (``flat`` may be longer: a staging buffer sized for a larger round)."""
+    out, offset = [], 0
+    for bucket in buckets:
+        out += unpack(flat[offset: offset + bucket.nbytes], bucket)
+        offset += bucket.nbytes
+    return out
 
 
 def unpack(flat: torch.Tensor, bucket: Bucket) -> list[tuple[str, torch.Tensor]]:
