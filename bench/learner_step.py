@@ -144,6 +144,9 @@ def run(args) -> list[tuple]:
                 timed[name].append(learner.policy_step(samples, loss))
                 if cuda:
                     peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated())
+        if args.profile:
+            learner.full = False
+            print_profile(lambda: learner.policy_step(samples, loss), args.profile, cuda)
         if not cuda:
             for name in timed:
                 learner.full = name == "full"
@@ -161,6 +164,19 @@ def run(args) -> list[tuple]:
                          median["padding_frac"], steps[0]["skipped_zero_adv_samples"],
                          median["tokens"]))
         return rows
+
+
+def print_profile(step, rows: int, cuda: bool) -> None:
+    """One ``step()`` under torch.profiler: the operators that took the most time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
 def main() -> None:
@@ -181,6 +197,9 @@ def main() -> None:
     parser.add_argument("--zero-stage", type=int, default=2)
     parser.add_argument("--dtype", default=None, help="default: float32 (tiny), bfloat16 (2B)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after the timed steps, profile one chunked step and print the "
+                             "ROWS operators that took the most device (or CPU) time")
     args = parser.parse_args()
     if args.shape == "tiny":
         args.dtype = args.dtype or "float32"
